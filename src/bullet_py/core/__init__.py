@@ -1,0 +1,1 @@
+"""Protocol logic with no I/O: no asyncio, no aiohttp, no clock reads."""

@@ -1,0 +1,58 @@
+"""aiohttp glue: mount a Bullet endpoint on an app in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from ..backends.base import Broker
+from ..config import Options
+from ..handler import HandlerFactory
+from .endpoint import BulletEndpoint
+
+ENDPOINTS = web.AppKey("bullet_py_endpoints", dict[str, BulletEndpoint])
+
+JS_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+def setup(
+    app: web.Application,
+    path: str,
+    handler: HandlerFactory,
+    *,
+    options: Options | None = None,
+    broker: Broker | None = None,
+) -> BulletEndpoint:
+    """Serve a Bullet endpoint at ``path`` of ``app``; returns it (its ``hub`` pushes).
+
+    ``handler`` builds one handler per session (a Handler subclass works).
+    Startup, graceful shutdown and cleanup are wired to the app's signals.
+    """
+    endpoint = BulletEndpoint(handler, options=options, broker=broker)
+    app.router.add_route("*", path, endpoint.handle)
+    if ENDPOINTS not in app:
+        app[ENDPOINTS] = {}
+    app[ENDPOINTS][path] = endpoint
+
+    async def on_startup(_: web.Application) -> None:
+        await endpoint.startup()
+
+    async def on_shutdown(_: web.Application) -> None:
+        await endpoint.shutdown()
+
+    async def on_cleanup(_: web.Application) -> None:
+        await endpoint.cleanup()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return endpoint
+
+
+def add_static_js(app: web.Application, prefix: str = "/js") -> None:
+    """Serve the project's browser files (bullet.js, bert.js, stream.js, ...) under ``prefix``."""
+    app.router.add_static(prefix, JS_DIR, show_index=False, follow_symlinks=False)
+
+
+__all__ = ["ENDPOINTS", "JS_DIR", "BulletEndpoint", "add_static_js", "setup"]

@@ -1,0 +1,214 @@
+"""The single aiohttp view behind a Bullet URL: choose the transport, check the origin."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from ..backends.base import Broker
+from ..config import Options
+from ..connection import CloseReason, Connection
+from ..core.negotiate import ALLOW_HEADER, Transport, select_transport
+from ..core.origin import normalise_origin, origin_allowed, own_origin
+from ..handler import HandlerFactory
+from ..hub import Hub
+from ..logs import log_event, reject
+from ..registry import Registry, new_session_id
+from . import eventsource, polling, websocket
+
+logger = logging.getLogger("bullet_py")
+
+CORS_ALLOW_HEADERS = "Content-Type, X-Socket-Transport, X-Requested-With, X-Bullet-Tab"
+
+
+class BulletEndpoint:
+    """Everything one Bullet URL needs: options, handler factory, sessions, hub."""
+
+    def __init__(
+        self,
+        handler_factory: HandlerFactory,
+        *,
+        options: Options | None = None,
+        broker: Broker | None = None,
+    ) -> None:
+        self.handler_factory = handler_factory
+        self.options = options or Options()
+        self.registry = Registry(self.options)
+        self.hub = Hub(self.registry, broker)
+        self.shutting_down = False
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # --- lifecycle (wired to the app's signals by setup()) ------------------
+
+    async def startup(self) -> None:
+        await self.hub.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def shutdown(self) -> None:
+        """Answer parked polls, close WebSockets with 1001, end streams, run close callbacks."""
+        self.shutting_down = True
+        queued = 0
+        for conn in self.registry:
+            queued += len(conn.outbox)
+            conn.close(CloseReason.GOING_AWAY)
+        if queued:
+            log_event(logging.WARNING, "shutdown", dropped_on_shutdown=queued)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.shutdown_timeout
+        await self.registry.wait_empty(self.options.shutdown_timeout)
+        await self.registry.drain_tasks(max(0.0, deadline - loop.time()))
+
+    async def cleanup(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for conn in self.registry:
+            await conn.finish()
+        await self.hub.close()
+
+    async def _sweep_forever(self) -> None:
+        opts = self.options
+        period = min(1.0, opts.pending_session_ttl / 4, opts.session_idle_timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            self.registry.sweep()
+
+    # --- sessions -------------------------------------------------------------
+
+    def create_connection(
+        self,
+        transport: Transport,
+        request: web.Request,
+        *,
+        session_id: str | None = None,
+        register: bool = True,
+    ) -> Connection:
+        conn = Connection(
+            session_id=session_id or new_session_id(),
+            transport=transport,
+            handler=self.handler_factory(),
+            registry=self.registry,
+            options=self.options,
+            request=request,
+        )
+        if register:
+            self.registry.add(conn)
+        return conn
+
+    def refuse_new_session(self, transport: Transport) -> web.Response | None:
+        """503 when the session table is full or the server is stopping."""
+        if self.shutting_down or self.registry.full:
+            reject("session_limit", "full", transport=transport.value)
+            return web.Response(status=503, headers={"Retry-After": "5"})
+        return None
+
+    def set_cookie(self, request: web.Request, response: web.StreamResponse, sid: str) -> None:
+        response.set_cookie(
+            self.options.cookie_name,
+            sid,
+            path=request.path,
+            httponly=True,
+            samesite="Lax",
+            secure=request.secure,
+        )
+
+    def session_cookie(self, request: web.Request) -> str | None:
+        return request.cookies.get(self.options.cookie_name)
+
+    # --- the view ---------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        opts = self.options
+        decision = select_transport(
+            request.method,
+            request.headers,
+            websocket=opts.websocket,
+            eventsource=opts.eventsource,
+            polling=opts.polling,
+        )
+        transport = decision.transport
+        if transport is Transport.REJECT:
+            reject("bad_request", f"status_{decision.status}", transport=request.method[:16])
+            headers = {"Allow": ALLOW_HEADER} if decision.status == 405 else None
+            return web.Response(status=decision.status, headers=headers)
+        origin = request.headers.get("Origin")
+        if transport is Transport.PREFLIGHT:
+            return self._preflight(request, origin)
+        if not self._origin_ok(request, origin):
+            reject("cross_origin", "origin", transport=transport.value)
+            return web.Response(status=403)
+        if self.shutting_down:
+            return web.Response(status=503, headers={"Retry-After": "5"})
+        response: web.StreamResponse
+        if transport is Transport.WEBSOCKET:
+            response = await websocket.serve(self, request)
+        elif transport is Transport.EVENTSOURCE:
+            response = await eventsource.serve(self, request)
+        elif transport is Transport.POLL:
+            response = await polling.serve_poll(self, request)
+        else:
+            response = await polling.serve_send(self, request)
+        if not response.prepared:
+            response.headers.update(self.cors_headers(request))
+        return response
+
+    def _origin_ok(self, request: web.Request, origin: str | None) -> bool:
+        return origin_allowed(
+            origin,
+            sec_fetch_site=request.headers.get("Sec-Fetch-Site"),
+            own=own_origin(request.scheme, request.host),
+            allowed=self.options.allowed_origins,
+            allow_missing=self.options.allow_missing_origin,
+        )
+
+    def _explicitly_allowed(self, origin: str | None) -> str | None:
+        """The origin to echo in CORS headers: only one on the allow-list."""
+        allowed = self.options.allowed_origins
+        if origin is None or allowed is None:
+            return None
+        normal = normalise_origin(origin)
+        return origin if normal is not None and normal in allowed else None
+
+    def _preflight(self, request: web.Request, origin: str | None) -> web.Response:
+        allowed = self._explicitly_allowed(origin)
+        if allowed is None:
+            reject("bad_request", "preflight", transport="options")
+            return web.Response(status=405, headers={"Allow": ALLOW_HEADER})
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Origin": allowed,
+                "Access-Control-Allow-Credentials": "true",
+                "Access-Control-Allow-Methods": ALLOW_HEADER,
+                "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            },
+        )
+
+    def cors_headers(self, request: web.Request) -> dict[str, str]:
+        """CORS headers for a response to an allowed foreign origin (else none)."""
+        allowed = self._explicitly_allowed(request.headers.get("Origin"))
+        if allowed is None:
+            return {}
+        return {
+            "Access-Control-Allow-Origin": allowed,
+            "Access-Control-Allow-Credentials": "true",
+            "Vary": "Origin",
+        }
+
+
+def describe(endpoint: BulletEndpoint) -> dict[str, Any]:
+    """Counts for tests and figures."""
+    registry = endpoint.registry
+    return {
+        "sessions": len(registry),
+        "pending": registry.pending_count,
+        "opened": registry.opened,
+        "finished": registry.finished,
+    }
