@@ -129,6 +129,16 @@
             }
         });
 
+        /* The server's own errors for a call with a Ref: {error, Reason, Detail, Ref}. */
+        Stream.on("message:error", function (msg) {
+            var ref, reason;
+            if (msg.length !== 4) { return; }
+            ref = item(msg, 3);
+            if (typeof ref !== "number" || !pending.hasOwnProperty(ref)) { return; }
+            reason = item(msg, 1);
+            settle(ref, false, typeName(reason) === "atom" ? String(reason.value) : reason);
+        });
+
         sync = function (method, model, options) {
             var ref = nextRef, msg, sent, p;
             Bert = root.Bert;

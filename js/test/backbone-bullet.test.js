@@ -145,6 +145,16 @@ test("refs: sends {Method, Model, Props, Ref} and resolves exactly the call the 
     deliver(conn, T(A("sync"), A("ok"), [], refB));                        // a duplicate is ignored
     assert.equal(calls.length, 2);
     assert.deepEqual(clock.timers.size, 0, "timers cleared once resolved");
+
+    // A router error for a Ref-bearing call settles that call, and only it.
+    assert.equal(Backbone.sync("update", m, opts("c")), true);
+    const refC = Bert.decode(conn.sent[2])[1][3];
+    deliver(conn, T(A("error"), A("unknown_model"), "character"));           // no Ref: not ours
+    deliver(conn, T(A("error"), A("unknown_model"), "character", refC + 7)); // another call's
+    assert.equal(calls.length, 2);
+    deliver(conn, T(A("error"), A("unknown_model"), "character", refC));
+    assert.deepEqual(calls[2], ["c", "error", "unknown_model"]);
+    assert.deepEqual(clock.timers.size, 0);
 });
 
 test("refs: timeout, send failure, and a reply delivered during send()", () => {

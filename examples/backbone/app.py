@@ -1,0 +1,146 @@
+"""The seed's Backbone app: one ``character`` model shared by every open page.
+
+    python examples/backbone/app.py --host 127.0.0.1 --port 8080
+
+Routes:
+
+- ``/``: ``index.html`` of this directory (a placeholder page until it exists);
+- ``/app.js``: ``app.js`` of this directory;
+- ``/vendor/jquery.js``, ``/vendor/underscore.js``, ``/vendor/backbone.js``:
+  the libraries npm installs here from ``package.json`` (``scripts/setup.sh``
+  runs it; nothing third-party is vendored in the repository);
+- ``/js/...``: the project's browser files (bullet.js, bert.js, stream.js,
+  backbone-bullet.js);
+- ``/bullet``: the Bullet endpoint, with a Stream :class:`~bullet_py.router.Router`.
+
+The model ``character`` lives in memory (one per app). ``read`` answers the
+current state; ``update`` and ``patch`` merge the given fields (``create``
+too: there is only one character); the caller gets ``{sync, ok, Props}`` as
+its reply and every *other* open page gets the same term as a push. Unknown
+fields or wrong types give ``{sync, error, bad_field}``; ``delete`` is not
+defined, so it gives ``{error, unknown_method, "delete"}``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bullet_py import Options, add_static_js, setup
+from bullet_py.router import Context, Router, error, ok
+from bullet_py.web.serve import run
+
+HERE = Path(__file__).resolve().parent
+
+#: Field name → (type, check): what a page may set.
+FIELDS: dict[str, tuple[type, Any]] = {
+    "id": (int, lambda v: v == 1),  # one character, id fixed
+    "name": (str, lambda v: 0 < len(v) <= 100),
+    "class": (str, lambda v: 0 < len(v) <= 40),
+    "level": (int, lambda v: 1 <= v <= 99),
+    "hp": (int, lambda v: 0 <= v <= 9999),
+}
+
+INITIAL: dict[str, Any] = {"id": 1, "name": "Zoë", "class": "wizard", "level": 1, "hp": 10}
+
+PLACEHOLDER = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>bullet_py Backbone example</title></head>
+<body>
+<h1>bullet_py Backbone example</h1>
+<p>The page (<code>examples/backbone/index.html</code>) is not there yet.
+The endpoint is <code>/bullet</code>; the browser files are under
+<a href="/js/stream.js"><code>/js/</code></a>.</p>
+</body></html>
+"""
+
+
+class Character:
+    """One in-memory character; every change is pushed to the other open pages.
+
+    All methods run on the event loop without awaiting, so a change and its
+    broadcast happen as one step: no two sessions interleave inside one.
+    """
+
+    def __init__(self, initial: dict[str, Any] | None = None) -> None:
+        self.state: dict[str, Any] = dict(INITIAL if initial is None else initial)
+
+    def read(self, ctx: Context, props: dict[str, Any]) -> Any:
+        return ok(dict(self.state))
+
+    def update(self, ctx: Context, props: dict[str, Any]) -> Any:
+        return self._change(ctx, props)
+
+    def patch(self, ctx: Context, props: dict[str, Any]) -> Any:
+        return self._change(ctx, props)
+
+    def create(self, ctx: Context, props: dict[str, Any]) -> Any:
+        return self._change(ctx, props)  # one character: saving a new one replaces it
+
+    def _change(self, ctx: Context, props: dict[str, Any]) -> Any:
+        for key, value in props.items():
+            spec = FIELDS.get(key)
+            if spec is None or type(value) is not spec[0] or not spec[1](value):
+                return error("bad_field")
+        self.state.update(props)
+        reply = ok(dict(self.state))
+        ctx.broadcast(reply)  # every other open page: {sync, ok, Props}
+        return reply
+
+
+async def _index(request: web.Request) -> web.StreamResponse:
+    page = HERE / "index.html"
+    if page.is_file():
+        return web.FileResponse(page)
+    return web.Response(text=PLACEHOLDER, content_type="text/html")
+
+
+async def _app_js(request: web.Request) -> web.StreamResponse:
+    script = HERE / "app.js"
+    if script.is_file():
+        return web.FileResponse(script)
+    raise web.HTTPNotFound()
+
+
+#: ``/vendor/<name>`` → the file npm installed under ``node_modules/`` here.
+VENDOR = {
+    "jquery.js": "jquery/dist/jquery.js",
+    "underscore.js": "underscore/underscore.js",
+    "backbone.js": "backbone/backbone.js",
+}
+
+
+async def _vendor(request: web.Request) -> web.StreamResponse:
+    wanted = VENDOR.get(request.match_info["name"])
+    if wanted is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(HERE / "node_modules" / wanted)  # 404 until npm has run
+
+
+def make_app(
+    *, initial: dict[str, Any] | None = None, options: Options | None = None
+) -> web.Application:
+    """The example app; each call has its own character (tests start from a clean state)."""
+    router = Router()
+    router.model("character", Character(initial))
+    app = web.Application()
+    app.router.add_get("/", _index)
+    app.router.add_get("/app.js", _app_js)
+    setup(app, "/bullet", router, options=options)
+    add_static_js(app)
+    app.router.add_get("/vendor/{name}", _vendor)
+    return app
+
+
+def main() -> None:
+    sys.path.insert(0, str(HERE.parent))  # examples/_args.py, shared by the examples
+    from _args import parse
+
+    args = parse(__doc__ or "")
+    run(make_app(), args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()
