@@ -91,10 +91,12 @@ def test_codecs_read_both_lines(line: str, vector: dict[str, Any]) -> None:
         assert same(codec.decode(text), want)
 
 
-@pytest.mark.parametrize(("line", "vector"), ALL)
+# Vectors holding units above 255 exist only as text, never as raw bytes.
+BYTE_VECTORS = [p for p in ALL if max(p.values[1]["codepoints"]) <= 255]
+
+
+@pytest.mark.parametrize(("line", "vector"), BYTE_VECTORS)
 def test_decode_bytes_reads_byte_vectors(line: str, vector: dict[str, Any]) -> None:
-    if max(vector["codepoints"]) > 255:
-        pytest.skip("units above 255 only travel as text")
     value = decode_bytes(bytes(vector["codepoints"]))
     assert same(value, expected(vector["js_decode"]))
 
