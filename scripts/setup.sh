@@ -19,7 +19,11 @@ python3 -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v
 python3 -c 'import bullet_py, aiohttp, erlastic, playwright, pytest_aiohttp' \
     || { echo "setup: python packages missing" >&2; exit 1; }
 
-# jQuery 1.x and 3.x for the browser tests (pages must work with both).
-if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules/jquery1 ]; then
-    (cd tests/browser && npm install --silent --no-audit --no-fund >/dev/null)
-fi
+# Browser libraries from npm, never vendored: the Backbone demo page's (examples/backbone)
+# and the browser tests' (jQuery 1.x and 3.x, Backbone, Underscore, the original BERT-JS).
+# Installed from the lock file, again only when the lock file is newer than the install.
+for dir in examples/backbone tests/browser; do
+    if [ -f "$dir/package-lock.json" ] && [ ! "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+        (cd "$dir" && npm ci --silent --no-audit --no-fund >/dev/null)
+    fi
+done

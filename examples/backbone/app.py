@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bullet_py import Options, add_static_js, setup
+from bullet_py import Broker, Options, add_static_js, setup
 from bullet_py.router import Context, Router, error, ok
 from bullet_py.web.serve import run
 
@@ -120,15 +120,23 @@ async def _vendor(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(
-    *, initial: dict[str, Any] | None = None, options: Options | None = None
+    *,
+    initial: dict[str, Any] | None = None,
+    options: Options | None = None,
+    broker: Broker | None = None,
+    character: Character | None = None,
 ) -> web.Application:
-    """The example app; each call has its own character (tests start from a clean state)."""
+    """The example app; each call has its own character (tests start from a clean state).
+
+    ``broker`` and ``character`` let several workers share pushes and the
+    character's state (examples/cluster.py passes Redis-backed ones).
+    """
     router = Router()
-    router.model("character", Character(initial))
+    router.model("character", character if character is not None else Character(initial))
     app = web.Application()
     app.router.add_get("/", _index)
     app.router.add_get("/app.js", _app_js)
-    setup(app, "/bullet", router, options=options)
+    setup(app, "/bullet", router, options=options, broker=broker)
     add_static_js(app)
     app.router.add_get("/vendor/{name}", _vendor)
     return app
