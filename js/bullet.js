@@ -59,6 +59,13 @@
 
     function nextDelay(ms) { return Math.min(ms * 2, DELAY_MAX); }
 
+    /* EventSource cannot send headers: its tab id travels in the query. */
+    function withTab(url, tabId) {
+        var hash = "", i = url.indexOf("#");
+        if (i >= 0) { hash = url.slice(i); url = url.slice(0, i); }
+        return url + (url.indexOf("?") >= 0 ? "&" : "?") + "bullet_tab=" + tabId + hash;
+    }
+
     function bullet(url, options) {
         options = options || {};
 
@@ -141,7 +148,7 @@
             },
 
             eventsource: function (h) {
-                var es = new EventSourceImpl(httpURL(url));
+                var es = new EventSourceImpl(withTab(httpURL(url), tabId));
                 es.onopen = function () { h.open(); };
                 es.onmessage = function (e) { h.message(e.data); };
                 es.onerror = function () {

@@ -113,7 +113,7 @@ test("ws: URL tries WebSocket, then EventSource, then polling, converting the sc
     assert.equal(env.created.length, 1);
     env.clock.tick(1);
     assert.equal(env.last().kind, "es");
-    assert.equal(env.last().url, "http://example.test/bullet");
+    assert.equal(env.last().url, "http://example.test/bullet?bullet_tab=" + conn.tabId);
 
     env.last().fail();                       // refused before it opened
     assert.ok(env.of("es")[0].closed, "our own backoff, not the browser's retry");
@@ -141,10 +141,10 @@ test("wss: maps to https: for EventSource and polling", () => {
 
 test("http: URL skips WebSocket", () => {
     const env = makeEnv();
-    connect("http://example.test/bullet", env);
+    const { conn } = connect("http://example.test/bullet?room=1#top", env);
     assert.equal(env.created.length, 1);
     assert.equal(env.last().kind, "es");
-    assert.equal(env.last().url, "http://example.test/bullet");
+    assert.equal(env.last().url, "http://example.test/bullet?room=1&bullet_tab=" + conn.tabId + "#top");
 });
 
 test("disable options remove transports; missing constructors count as unavailable", () => {
