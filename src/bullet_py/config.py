@@ -43,6 +43,7 @@ class Options:
     write_timeout: float = 10.0  # a stalled WebSocket or event-stream write ends the session
     handler_timeout: float | None = 30.0  # on_message/on_info longer than this is abandoned
     shutdown_timeout: float = 5.0  # how long close callbacks may take at shutdown
+    body_timeout: float = 30.0  # a POST body not received whole by then: 408, connection closed
 
     # --- sizes and bounds ---------------------------------------------------
     max_message_size: int = 1_048_576  # code units, both directions of the client
@@ -52,6 +53,11 @@ class Options:
     max_sessions: int = 100_000
     max_pending_sessions: int = 10_000
     max_polls_per_session: int = 2  # parked GETs of one session (two tabs are legal)
+    # POSTs a second (bursts of as many) per session and per client address; None: no limit.
+    # Over it: 429 with Retry-After. Generous: the original client posts one message at a time.
+    # Per address is off by default: behind a reverse proxy every client has its address.
+    post_rate_per_session: float | None = 200.0
+    post_rate_per_address: float | None = None
 
     # --- cookies and origins -----------------------------------------------
     cookie_name: str = "bullet_sid"
@@ -66,11 +72,19 @@ class Options:
             "pending_session_ttl": self.pending_session_ttl,
             "write_timeout": self.write_timeout,
             "shutdown_timeout": self.shutdown_timeout,
+            "body_timeout": self.body_timeout,
         }
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
-        for name in ("stream_lifetime", "ws_ping_interval", "ws_idle_timeout", "handler_timeout"):
+        for name in (
+            "stream_lifetime",
+            "ws_ping_interval",
+            "ws_idle_timeout",
+            "handler_timeout",
+            "post_rate_per_session",
+            "post_rate_per_address",
+        ):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 or None, got {value!r}")

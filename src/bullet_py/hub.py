@@ -3,16 +3,24 @@
 Delivery to sessions of this process is immediate and never waits on a
 client: each session queues the message for its own transport. With a
 distributed broker the push is also published for the other processes.
+
+With a broker that has a session store (Redis), the hub is also how the store
+reaches this process's sessions: it runs messages that other processes
+received for them (POSTs landing elsewhere) and learns about their activity.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import time
 from typing import Any
 
-from .backends.base import Broker, Envelope, Kind
+from .backends.base import Broker, Envelope, Kind, SessionStore
 from .backends.memory import MemoryBroker
+from .config import Overflow
+from .connection import CloseReason
+from .exceptions import BackendError
 from .registry import Registry
 
 logger = logging.getLogger("bullet_py")
@@ -24,10 +32,13 @@ class Hub:
     def __init__(self, registry: Registry, broker: Broker | None = None) -> None:
         self.registry = registry
         self.broker: Broker = broker or MemoryBroker()
+        self.store: SessionStore | None = self.broker.store
         self.process_id = secrets.token_hex(8)
         registry.hub = self
 
     async def start(self) -> None:
+        if self.store is not None:
+            self.store.bind(self, self.registry.options)
         await self.broker.start(self._deliver_remote)
 
     async def close(self) -> None:
@@ -78,6 +89,48 @@ class Hub:
             if conn.session_id != exclude and conn.send(message):
                 count += 1
         return count
+
+    # --- what a session store calls (see backends.base.LocalSessions) -------
+
+    async def handle_forwarded(self, session_id: str, message: str) -> tuple[bool, str | None]:
+        """Run a message another process received for a session of this one."""
+        conn = self.registry.get(session_id)
+        if conn is None or conn.closed:
+            return False, None
+        return True, await conn.handle_message(message)
+
+    def queue_overflowed(self, session_id: str) -> None:
+        """The store applied the overflow policy to this session's queue (and logged it)."""
+        conn = self.registry.get(session_id)
+        if conn is not None and self.registry.options.overflow is Overflow.CLOSE:
+            conn.close(CloseReason.POLICY)
+
+    async def sync_activity(self) -> None:
+        """Before idle sessions are closed, count the polls other processes served them.
+
+        Raises:
+            BackendError: the store could not be asked; nothing is closed then.
+        """
+        if self.store is None:
+            return
+        now = time.monotonic()
+        idle = self.registry.options.session_idle_timeout
+        quiet = {
+            conn.session_id: conn
+            for conn in self.registry
+            if conn.store_queue and not conn.closed and now - conn.last_active >= idle
+        }
+        if not quiet:
+            return
+        try:
+            seen = await self.store.idle_for(list(quiet))
+        except BackendError:
+            for conn in quiet.values():
+                conn.touch()  # unknown: keep them rather than close live sessions
+            raise
+        for session_id, seconds in seen.items():
+            conn = quiet[session_id]
+            conn.last_active = max(conn.last_active, now - seconds)
 
     def _deliver_remote(self, envelope: Envelope) -> None:
         if envelope.origin == self.process_id:

@@ -7,6 +7,7 @@ Session ids never appear in clear: a short hash is enough to correlate lines.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import time
@@ -25,8 +26,25 @@ def session_hash(session_id: str | None) -> str:
     return hashlib.blake2s(session_id.encode(), digest_size=6).hexdigest()
 
 
+_seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+_SEEN_MAX = 4096
+
+
+def first_time(key: str) -> bool:
+    """True the first time ``key`` comes (among the last few thousand), for once-per-id lines."""
+    if key in _seen:
+        _seen.move_to_end(key)
+        return False
+    _seen[key] = None
+    if len(_seen) > _SEEN_MAX:
+        _seen.popitem(last=False)
+    return True
+
+
 def log_event(level: int, event: str, /, **fields: object) -> None:
     """Log ``event`` with ``key=value`` fields, at most ``_PER_WINDOW`` a second per event."""
+    if not logger.isEnabledFor(level):
+        return
     now = time.monotonic()
     window = _counts.get(event)
     if window is None or now - window[0] >= _WINDOW:

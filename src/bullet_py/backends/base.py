@@ -4,6 +4,10 @@ A :class:`Broker` carries :class:`Envelope` s between processes. The hub
 delivers to sessions of its own process directly and publishes everything that
 may concern another process; each process's broker hands what it receives back
 to its hub with the ``deliver`` callback given to :meth:`Broker.start`.
+
+A broker may also offer a :class:`SessionStore` (``Broker.store``): polling
+sessions' pending ids, home process and queue kept where every process can
+reach them, so that a poll or a POST may land on any process.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, Protocol
+
+from ..config import Options
 
 
 class Kind(enum.Enum):
@@ -56,3 +62,143 @@ class Broker(abc.ABC):
     def distributed(self) -> bool:
         """False when there is no other process to publish to."""
         return True
+
+    @property
+    def store(self) -> SessionStore | None:
+        """Shared session state, for backends that let any process serve any poll."""
+        return None
+
+
+# --- polling sessions shared by several processes ---------------------------
+
+
+class Placement(enum.Enum):
+    """Where the session a cookie names lives, as the store sees it."""
+
+    CLAIMED = "claimed"  # a pending id this call claimed: the session is now this process's
+    HERE = "here"  # a session of this process
+    ELSEWHERE = "elsewhere"  # a live session of another process (its home)
+    UNKNOWN = "unknown"  # never issued, expired, ended, or its home process died
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Located:
+    """The answer of :meth:`SessionStore.locate`."""
+
+    placement: Placement
+    home: str = ""  # the home process, for ELSEWHERE
+    queued: bool = True  # False: a session whose queue stays in its home (an event stream)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Taken:
+    """One message a poll took from a shared queue.
+
+    Until the poll reports :meth:`SessionStore.delivered` or
+    :meth:`SessionStore.requeue`, the store keeps it aside, so that a process
+    dying in between does not lose it.
+    """
+
+    session_id: str
+    message: str
+    token: str
+
+
+class LocalSessions(Protocol):
+    """What a store needs from the sessions of its own process (the hub provides it)."""
+
+    async def handle_forwarded(self, session_id: str, message: str) -> tuple[bool, str | None]:
+        """Run a message another process received for a session of this one.
+
+        Returns whether the session lives here, and the handler's reply.
+        """
+
+    def queue_overflowed(self, session_id: str) -> None:
+        """The shared queue of a session of this process refused or dropped a message."""
+
+
+class SessionStore(abc.ABC):
+    """Session state shared by the processes serving one endpoint (optional).
+
+    With a store, a polling client needs no sticky load balancer: its pending
+    id, the name of its session's home process (where its handler runs) and
+    its queue of outgoing messages live in the store, so a ``GET`` landing on
+    any process can take a message, and a ``POST`` landing on any process is
+    forwarded to the home and answered with the home's reply. Without one
+    (the memory backend) all of this stays in the process's registry.
+    """
+
+    @abc.abstractmethod
+    def bind(self, sessions: LocalSessions, options: Options) -> None:
+        """Attach the sessions of this process and their endpoint's options (before start)."""
+
+    @abc.abstractmethod
+    async def issue_pending(self, session_id: str) -> None:
+        """Remember an id handed to a new polling client until it comes back or expires."""
+
+    @abc.abstractmethod
+    async def locate(self, session_id: str) -> Located:
+        """Claim ``session_id`` if it is pending, else say where its session lives."""
+
+    @abc.abstractmethod
+    def adopt(self, session_id: str, *, queued: bool) -> None:
+        """A session of this process now answers to ``session_id``.
+
+        ``queued``: its outgoing messages live in the store (a polling session)
+        rather than in the process (an event stream, which only needs POSTs
+        landing elsewhere forwarded to it).
+        """
+
+    @abc.abstractmethod
+    def push(self, session_id: str, message: str) -> bool:
+        """Append to the session's shared queue, in call order, without waiting.
+
+        False if the message could not even be buffered (the store is unreachable
+        and its local buffer full). Overflow of the queue itself is reported
+        later through :meth:`LocalSessions.queue_overflowed`.
+        """
+
+    @abc.abstractmethod
+    async def take(
+        self, session_id: str, timeout: float, alive: Callable[[], bool]
+    ) -> Taken | None:
+        """Wait up to ``timeout`` for the next message; None on timeout or session end.
+
+        ``alive`` tells whether the poll's client is still connected: a poll
+        whose client left never takes a message.
+        """
+
+    @abc.abstractmethod
+    def delivered(self, taken: Taken) -> None:
+        """The poll's answer carrying ``taken`` was written."""
+
+    @abc.abstractmethod
+    def requeue(self, taken: Taken) -> None:
+        """The answer could not be written: put the message back at the head of its queue."""
+
+    @abc.abstractmethod
+    async def forward(self, home: str, session_id: str, message: str) -> str | None:
+        """Have the home process run ``message`` in its session; the reply, or None.
+
+        Raises:
+            SessionNotFound: the session is not (or no longer) at ``home``.
+            TimeoutError: no reply in time; the home still gets the message,
+                and a reply it makes is pushed to the session instead.
+            BackendError: the store is unreachable and its local buffer full.
+        """
+
+    @abc.abstractmethod
+    def release(self, session_id: str) -> None:
+        """The session is closing: answer the polls parked for it in this process."""
+
+    @abc.abstractmethod
+    def forget(self, session_id: str) -> None:
+        """The session ended: drop its shared state and whatever is still queued."""
+
+    @abc.abstractmethod
+    def parked(self, session_id: str) -> int:
+        """How many polls of this process wait on ``session_id``."""
+
+    @abc.abstractmethod
+    async def idle_for(self, session_ids: Collection[str]) -> dict[str, float]:
+        """Seconds since any process last served each session (0 while a poll waits)."""

@@ -9,6 +9,7 @@ from aiohttp import web
 from ..backends.base import Broker
 from ..config import Options
 from ..handler import HandlerFactory
+from . import logfilter
 from .endpoint import BulletEndpoint
 
 ENDPOINTS = web.AppKey("bullet_py_endpoints", dict[str, BulletEndpoint])
@@ -30,6 +31,7 @@ def setup(
     Startup, graceful shutdown and cleanup are wired to the app's signals.
     """
     endpoint = BulletEndpoint(handler, options=options, broker=broker)
+    logfilter.install()  # parser refusals: one WARNING line, not a traceback
     app.router.add_route("*", path, endpoint.handle)
     if ENDPOINTS not in app:
         app[ENDPOINTS] = {}

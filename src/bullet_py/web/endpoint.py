@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import string
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +15,8 @@ from ..config import Options
 from ..connection import CloseReason, Connection
 from ..core.negotiate import ALLOW_HEADER, Transport, select_transport
 from ..core.origin import normalise_origin, origin_allowed, own_origin
+from ..core.ratelimit import RateLimiter
+from ..exceptions import BackendError
 from ..handler import HandlerFactory
 from ..hub import Hub
 from ..logs import log_event, reject
@@ -21,6 +24,8 @@ from ..registry import Registry, new_session_id
 from . import eventsource, polling, websocket
 
 logger = logging.getLogger("bullet_py")
+
+_TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
 
 CORS_ALLOW_HEADERS = "Content-Type, X-Socket-Transport, X-Requested-With, X-Bullet-Tab"
 
@@ -41,6 +46,12 @@ class BulletEndpoint:
         self.hub = Hub(self.registry, broker)
         self.shutting_down = False
         self._sweeper: asyncio.Task[None] | None = None
+        self._cleaning_up = False
+        opts = self.options
+        self.post_limits = (
+            None if opts.post_rate_per_session is None else RateLimiter(opts.post_rate_per_session),
+            None if opts.post_rate_per_address is None else RateLimiter(opts.post_rate_per_address),
+        )
 
     # --- lifecycle (wired to the app's signals by setup()) ------------------
 
@@ -64,6 +75,7 @@ class BulletEndpoint:
 
     async def cleanup(self) -> None:
         if self._sweeper is not None:
+            self._cleaning_up = True  # the loop also stops on this (see _sweep_forever)
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
@@ -74,8 +86,14 @@ class BulletEndpoint:
     async def _sweep_forever(self) -> None:
         opts = self.options
         period = min(1.0, opts.pending_session_ttl / 4, opts.session_idle_timeout / 4)
-        while True:
+        # Not only cancellation: on Python 3.11, a cancel landing as a Redis reply
+        # arrives can be lost inside redis-py (asyncio.wait_for), so check a flag.
+        while not self._cleaning_up:
             await asyncio.sleep(period)
+            try:
+                await self.hub.sync_activity()  # polls served by other processes count too
+            except BackendError as exc:
+                log_event(logging.WARNING, "backend_unavailable", during="sweep", error=exc)
             self.registry.sweep()
 
     # --- sessions -------------------------------------------------------------
@@ -98,6 +116,11 @@ class BulletEndpoint:
         )
         if register:
             self.registry.add(conn)
+            store = self.hub.store
+            if store is not None and transport is Transport.EVENTSOURCE:
+                # Several processes: the stream's POSTs may land on any of them.
+                conn.store = store
+                store.adopt(conn.session_id, queued=False)
         return conn
 
     def refuse_new_session(self, transport: Transport) -> web.Response | None:
@@ -118,7 +141,25 @@ class BulletEndpoint:
         )
 
     def session_cookie(self, request: web.Request) -> str | None:
-        return request.cookies.get(self.options.cookie_name)
+        """The session id in the request's cookie ("" or None when there is none).
+
+        Read by hand when the header holds no quoting and the value is a plain
+        token (every id this server issues is): aiohttp's full cookie parser
+        costs more than the rest of a poll's routing. Anything else goes to it.
+        """
+        header = request.headers.get("Cookie")
+        name = self.options.cookie_name
+        if header is None or name not in header:
+            return None
+        if '"' not in header:
+            value = None
+            for part in header.split(";"):
+                key, sep, rest = part.partition("=")
+                if key.strip() == name:
+                    value = rest.strip() if sep else ""
+            if value is None or _TOKEN_CHARS.issuperset(value):
+                return value
+        return request.cookies.get(name)
 
     # --- the view ---------------------------------------------------------------
 
@@ -161,7 +202,7 @@ class BulletEndpoint:
         return origin_allowed(
             origin,
             sec_fetch_site=request.headers.get("Sec-Fetch-Site"),
-            own=own_origin(request.scheme, request.host),
+            own=None if origin is None else own_origin(request.scheme, request.host),
             allowed=self.options.allowed_origins,
             allow_missing=self.options.allow_missing_origin,
         )

@@ -22,7 +22,7 @@ from aiohttp import web
 from ..connection import Connection
 from ..core import sse
 from ..core.negotiate import Transport
-from ..logs import log_event, session_hash
+from ..logs import log_event, reject, session_hash
 
 if TYPE_CHECKING:
     from .endpoint import BulletEndpoint
@@ -54,14 +54,21 @@ async def serve(endpoint: BulletEndpoint, request: web.Request) -> web.StreamRes
     conn.attached = True
     conn.transport = Transport.EVENTSOURCE
     try:
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+        except _WRITE_ERRORS:
+            # The client left (or half-closed: aiohttp then closes) before the stream began.
+            log_event(logging.DEBUG, "eventsource_gone", session=session_hash(conn.session_id))
+            if fresh:
+                conn.close()
+            return response
         if fresh:
             await conn.open()
         await _stream(
             conn, request, response, opts.stream_lifetime, opts.stream_keepalive, opts.write_timeout
         )
         if not conn.closed:
-            await _end(response, opts.write_timeout)
+            await _end(request, response, opts.write_timeout, conn.session_id)
     finally:
         conn.attached = False
         conn.touch()
@@ -88,39 +95,93 @@ async def _stream(
         if wait <= 0:
             return
         if not await conn.wait_outgoing(wait):
-            if not await _write(response, sse.KEEPALIVE, write_timeout):
+            if not await _write(request, response, sse.KEEPALIVE, write_timeout, conn.session_id):
                 return
             continue
-        while (message := conn.outbox.peek()) is not None:
-            if not sse.can_carry(message):
-                if message:
-                    conn.eventsource_refused = True
-                    log_event(
-                        logging.INFO,
-                        "eventsource_to_polling",
-                        session=session_hash(conn.session_id),
-                    )
-                    return
-                conn.take()  # an empty message cannot travel on an event stream
-                continue
-            conn.take()
-            if not await _write(response, sse.frame(message), write_timeout):
-                conn.requeue(message)
+        while conn.outbox:
+            # Every event queued goes out in one write (up to _UNTIMED_MAX_BYTES):
+            # a burst of pushes costs one system call, not one per event.
+            sent: list[str] = []
+            events: list[bytes] = []
+            size = 0
+            while (message := conn.outbox.peek()) is not None:
+                if not sse.can_carry(message):
+                    if message:
+                        break  # refused below, once what precedes it is written
+                    conn.take()  # an empty message cannot travel on an event stream
+                    continue
+                event = sse.frame(message)
+                if events and size + len(event) > _UNTIMED_MAX_BYTES:
+                    break
+                conn.take()
+                sent.append(message)
+                events.append(event)
+                size += len(event)
+            if events and not await _write(
+                request, response, b"".join(events), write_timeout, conn.session_id
+            ):
+                for message in reversed(sent):
+                    conn.requeue(message)
+                return
+            message = conn.outbox.peek()
+            if message and not sse.can_carry(message):
+                conn.eventsource_refused = True
+                log_event(
+                    logging.INFO,
+                    "eventsource_to_polling",
+                    session=session_hash(conn.session_id),
+                )
                 return
 
 
-async def _write(response: web.StreamResponse, data: bytes, timeout: float) -> bool:
+# aiohttp makes a write wait only while the transport is paused, which takes
+# more than its high-water mark (64 KiB) buffered: a chunk this small written
+# while nothing is buffered cannot pause it, so it goes without a timer (a
+# timer per event costs more than the write).
+_UNTIMED_MAX_BYTES = 60_000
+
+
+async def _write(
+    request: web.Request, response: web.StreamResponse, data: bytes, timeout: float, sid: str
+) -> bool:
     try:
-        async with asyncio.timeout(timeout):
+        transport = request.transport
+        if (
+            transport is not None
+            and len(data) <= _UNTIMED_MAX_BYTES
+            and not transport.get_write_buffer_size()
+        ):
             await response.write(data)
-    except (TimeoutError, *_WRITE_ERRORS):
+        else:
+            async with asyncio.timeout(timeout):
+                await response.write(data)
+    except TimeoutError:
+        _stalled(request, sid)
+        return False
+    except _WRITE_ERRORS:
         return False
     return True
 
 
-async def _end(response: web.StreamResponse, timeout: float) -> None:
+async def _end(
+    request: web.Request, response: web.StreamResponse, timeout: float, sid: str
+) -> None:
     try:
         async with asyncio.timeout(timeout):
             await response.write_eof()
-    except (TimeoutError, *_WRITE_ERRORS):
+    except TimeoutError:
+        _stalled(request, sid)
+    except _WRITE_ERRORS:
         pass
+
+
+def _stalled(request: web.Request, sid: str) -> None:
+    """The client stopped reading: drop the connection and what is buffered for it.
+
+    A graceful close waits for the buffer to drain, which never happens here,
+    so the socket and its buffer would stay until the kernel gave up.
+    """
+    reject("slow_consumer", "write_timeout", transport="eventsource", session_id=sid)
+    transport = request.transport
+    if transport is not None:
+        transport.abort()

@@ -4,6 +4,13 @@ A polling client is one session across requests, known by a cookie. The first
 ``GET`` without a live cookie is answered at once with 204 and the cookie, so
 the original client opens immediately; the session (and its handler) only
 comes to life when the cookie comes back.
+
+With a session store (several processes, docs/cluster.md) the pending id is
+issued in the store, so the cookie may come back to any process: the one it
+reaches first claims it and becomes the session's home, where the handler
+runs. A ``GET`` landing on any process takes from the session's queue in the
+store; a ``POST`` landing elsewhere than the home is forwarded to it and
+answered with the home's reply.
 """
 
 from __future__ import annotations
@@ -14,9 +21,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from ..backends.base import Located, Placement, SessionStore
 from ..core.negotiate import Transport
 from ..core.text import TEXT_CONTENT_TYPE, exceeds, max_utf8_bytes, xhr_body
-from ..logs import log_event, reject, session_hash
+from ..exceptions import BackendError, SessionNotFound
+from ..logs import first_time, log_event, reject, session_hash
+from ..registry import new_session_id
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -25,23 +35,63 @@ if TYPE_CHECKING:
 _WRITE_ERRORS = (ConnectionError, RuntimeError)
 
 
+class _Elsewhere:
+    """A session whose handler runs in another process; the store reaches it."""
+
+    __slots__ = ("home", "queued", "session_id", "store")
+
+    def __init__(self, store: SessionStore, session_id: str, located: Located) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.home = located.home
+        self.queued = located.queued
+
+    async def handle_message(self, message: str) -> str | None:
+        return await self.store.forward(self.home, self.session_id, message)
+
+
+def _unavailable(transport: Transport, during: str) -> web.Response:
+    """503: the shared store cannot be reached; the original client retries."""
+    log_event(logging.WARNING, "backend_unavailable", during=during, transport=transport.value)
+    return web.Response(status=503, headers={"Retry-After": "1"})
+
+
 async def _live_session(
     endpoint: BulletEndpoint, request: web.Request, transport: Transport
-) -> Connection | web.Response | None:
+) -> Connection | _Elsewhere | web.Response | None:
     """The session the request's cookie names, waking a pending one; None if neither."""
     session_id = endpoint.session_cookie(request)
     conn = endpoint.registry.get(session_id)
     if conn is not None and not conn.closed:
         return conn
-    if endpoint.registry.claim_pending(session_id):
+    store = endpoint.hub.store
+    if store is None:
+        claimed = endpoint.registry.claim_pending(session_id)
+    elif not session_id:
+        claimed = False
+    else:
+        try:
+            located = await store.locate(session_id)
+        except BackendError:
+            return _unavailable(transport, "locate")
+        if located.placement is Placement.ELSEWHERE:
+            return _Elsewhere(store, session_id, located)
+        claimed = located.placement is Placement.CLAIMED
+    if claimed:
         refused = endpoint.refuse_new_session(transport)
         if refused is not None:
+            if store is not None and session_id:
+                store.forget(session_id)
             return refused
         conn = endpoint.create_connection(transport, request, session_id=session_id)
+        if store is not None and session_id:
+            conn.store = store
+            conn.store_queue = True
+            store.adopt(session_id, queued=True)
         await conn.open()
         return conn
-    if session_id:
-        log_event(
+    if session_id and first_time(f"session_unknown {session_hash(session_id)}"):
+        log_event(  # once per id: a client that keeps a stale cookie does not flood the log
             logging.INFO,
             "session_unknown",
             transport=transport.value,
@@ -54,11 +104,26 @@ async def serve_poll(endpoint: BulletEndpoint, request: web.Request) -> web.Stre
     found = await _live_session(endpoint, request, Transport.POLL)
     if isinstance(found, web.Response):
         return found
+    if isinstance(found, _Elsewhere) and not found.queued:
+        found = None  # an event stream's session: its queue is not in the store
     if found is None:
         first = web.Response(status=204)
-        endpoint.set_cookie(request, first, endpoint.registry.issue_pending())
+        store = endpoint.hub.store
+        if store is None:
+            session_id = endpoint.registry.issue_pending()
+        else:
+            session_id = new_session_id()
+            try:
+                await store.issue_pending(session_id)
+            except BackendError:
+                return _unavailable(Transport.POLL, "issue_pending")
+        endpoint.set_cookie(request, first, session_id)
         return first
+    if isinstance(found, _Elsewhere):
+        return await _serve_shared_poll(endpoint, request, found.store, found.session_id, None)
     conn = found
+    if conn.store_queue and conn.store is not None:
+        return await _serve_shared_poll(endpoint, request, conn.store, conn.session_id, conn)
     if not conn.attached:
         conn.transport = Transport.POLL
     peer = request.transport
@@ -86,25 +151,82 @@ async def serve_poll(endpoint: BulletEndpoint, request: web.Request) -> web.Stre
     return response
 
 
+async def _serve_shared_poll(
+    endpoint: BulletEndpoint,
+    request: web.Request,
+    store: SessionStore,
+    session_id: str,
+    conn: Connection | None,
+) -> web.StreamResponse:
+    """A poll of a session whose queue is in the store (``conn`` if its home is here)."""
+    peer = request.transport
+
+    def alive() -> bool:
+        return peer is not None and not peer.is_closing()
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + endpoint.options.poll_timeout
+    if conn is not None and not conn.attached:
+        conn.transport = Transport.POLL
+    while True:
+        if conn is not None:
+            conn.touch()
+        try:
+            taken = await store.take(session_id, max(0.0, deadline - loop.time()), alive)
+        finally:
+            if conn is not None:
+                conn.touch()
+        if taken is None:
+            return web.Response(status=204)
+        if taken.message:
+            break
+        store.delivered(taken)  # an empty message cannot travel by XHR
+        log_event(logging.DEBUG, "empty_message_dropped", transport="poll")
+    body = xhr_body(taken.message)
+    response = web.StreamResponse(status=200, headers={"Content-Type": TEXT_CONTENT_TYPE})
+    response.headers.update(endpoint.cors_headers(request))
+    response.content_length = len(body)
+    try:
+        await response.prepare(request)
+        await response.write(body)
+        await response.write_eof()
+    except _WRITE_ERRORS:
+        store.requeue(taken)  # the client left before the answer was written
+        log_event(logging.INFO, "poll_requeued", session=session_hash(session_id))
+        return response
+    except asyncio.CancelledError:
+        store.requeue(taken)
+        raise
+    store.delivered(taken)
+    return response
+
+
 async def serve_send(endpoint: BulletEndpoint, request: web.Request) -> web.StreamResponse:
     opts = endpoint.options
+    if _rate_limited(endpoint, request) is not None:
+        return await _refuse(request, 429, {"Retry-After": "1"})
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding != "identity":
         reject("bad_body", "content_encoding", transport="post")
-        return web.Response(status=415)
+        return await _refuse(request, 415)
     limit = max_utf8_bytes(opts.max_message_size)
     declared = request.content_length
     if declared is not None and declared > limit:
         reject("too_big", "content_length", transport="post", length=declared)
-        return web.Response(status=413)
+        return await _refuse(request, 413)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            reject("too_big", "body", transport="post", length=size)
-            return web.Response(status=413, headers={"Connection": "close"})
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(opts.body_timeout):
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    reject("too_big", "body", transport="post", length=size)
+                    return await _refuse(request, 413)
+                chunks.append(chunk)
+    except TimeoutError:
+        reject("slow_body", "body_timeout", transport="post", length=size)
+        return await _refuse(request, 408)
     try:
         text = b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
@@ -118,6 +240,18 @@ async def serve_send(endpoint: BulletEndpoint, request: web.Request) -> web.Stre
     found = await _live_session(endpoint, request, Transport.SEND)
     if isinstance(found, web.Response):
         return found
+    if isinstance(found, _Elsewhere):
+        try:
+            return _send_reply(await found.handle_message(text))
+        except SessionNotFound:
+            found = None  # it ended meanwhile: as if the cookie named nobody
+        except TimeoutError:
+            # The home has the message (or will, once the store is back); a
+            # reply it makes is pushed to the session instead, so none is lost.
+            log_event(logging.WARNING, "forward_timeout", session=session_hash(found.session_id))
+            return web.Response(status=202)
+        except BackendError:
+            return _unavailable(Transport.SEND, "forward")
     if found is None:
         # No session: like the original server, a handler for this one message.
         conn = endpoint.create_connection(Transport.SEND, request, register=False)
@@ -126,6 +260,46 @@ async def serve_send(endpoint: BulletEndpoint, request: web.Request) -> web.Stre
         await conn.finish()
     else:
         reply = await found.handle_message(text)
+    return _send_reply(reply)
+
+
+def _rate_limited(endpoint: BulletEndpoint, request: web.Request) -> str | None:
+    """Which POST rate (``session`` or ``address``) this request exceeds, if any."""
+    per_session, per_address = endpoint.post_limits
+    if per_session is None and per_address is None:
+        return None
+    now = asyncio.get_running_loop().time()
+    session_id = endpoint.session_cookie(request)
+    if per_session is not None and session_id and not per_session.allow(session_id, now):
+        reject("rate_limited", "session", transport="post", session_id=session_id)
+        return "session"
+    if per_address is not None and not per_address.allow(request.remote or "-", now):
+        reject("rate_limited", "address", transport="post", session_id=session_id)
+        return "address"
+    return None
+
+
+async def _refuse(
+    request: web.Request, status: int, headers: dict[str, str] | None = None
+) -> web.StreamResponse:
+    """Answer ``status`` and close the connection, leaving the rest of the body unread.
+
+    Otherwise aiohttp would read (and inflate, for a compressed body) what the
+    client still sends before the next request on the connection.
+    """
+    response = web.Response(status=status, headers={**(headers or {}), "Connection": "close"})
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except _WRITE_ERRORS:
+        pass
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    return response
+
+
+def _send_reply(reply: str | None) -> web.Response:
     if not reply:
         return web.Response(status=204)
     return web.Response(

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+import struct
+import time
+import weakref
+from typing import TYPE_CHECKING, ClassVar
 
 from aiohttp import WSMsgType, web
 
@@ -17,16 +20,18 @@ from ..logs import log_event, reject, session_hash
 if TYPE_CHECKING:
     from .endpoint import BulletEndpoint
 
+logger = logging.getLogger("bullet_py")
+
 _SEND_ERRORS = (ConnectionError, RuntimeError)
 
 
 async def serve(endpoint: BulletEndpoint, request: web.Request) -> web.StreamResponse:
     opts = endpoint.options
     ws = web.WebSocketResponse(
-        heartbeat=opts.ws_ping_interval,
+        heartbeat=None,  # pings are _Keepalive's (see there)
         max_msg_size=max_utf8_bytes(opts.max_message_size),
         compress=False,  # no permessage-deflate: nothing to inflate, no bombs
-        autoping=True,
+        autoping=False,  # _read_forever answers PING, and a PONG shows the peer alive
     )
     if request.headers.get("Sec-WebSocket-Version", "").strip() != "13":
         # aiohttp also takes the drafts 7 and 8; browsers only speak RFC 6455.
@@ -40,33 +45,51 @@ async def serve(endpoint: BulletEndpoint, request: web.Request) -> web.StreamRes
     if refused is not None:
         return refused
     ws.headers.update(endpoint.cors_headers(request))
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except _SEND_ERRORS:
+        log_event(logging.DEBUG, "websocket_gone", transport="websocket")
+        return ws  # the client left during the handshake: no session was made
     conn = endpoint.create_connection(Transport.WEBSOCKET, request)
     conn.attached = True
-    writer = asyncio.get_running_loop().create_task(_write_forever(conn, ws, opts.write_timeout))
+    conn.on_queued = _Flusher(conn, ws, request)
+    keepalive = (
+        None
+        if opts.ws_ping_interval is None
+        else _Keepalive(conn, ws, request, opts.ws_ping_interval)
+    )
+    writer = asyncio.get_running_loop().create_task(
+        _write_forever(conn, ws, request, opts.write_timeout)
+    )
     try:
         await conn.open()
         await _read_forever(
-            conn, ws, opts.max_message_size, opts.ws_idle_timeout, opts.write_timeout
+            conn, ws, request, opts.max_message_size, opts.ws_idle_timeout, opts.write_timeout
         )
     finally:
-        if not conn.closed:
-            conn.close()
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
-        if not ws.closed:
-            with contextlib.suppress(*_SEND_ERRORS, asyncio.TimeoutError):
-                async with asyncio.timeout(opts.write_timeout):
-                    await ws.close(code=conn.close_code)
-        conn.attached = False
-        await conn.finish()
+        conn.on_queued = None
+        if keepalive is not None:
+            keepalive.stop()
+        try:
+            if not conn.closed:
+                conn.close()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            if not ws.closed and not await _close_socket(ws, conn.close_code, opts.write_timeout):
+                _abort(request)
+        finally:
+            # Even when this task is cancelled meanwhile (the client left and aiohttp
+            # cancels handlers, or a shutdown), on_close must run, exactly once.
+            conn.attached = False
+            await asyncio.shield(endpoint.registry.spawn(conn.finish()))
     return ws
 
 
 async def _read_forever(
     conn: Connection,
     ws: web.WebSocketResponse,
+    request: web.Request,
     max_units: int,
     idle_timeout: float | None,
     write_timeout: float,
@@ -97,8 +120,15 @@ async def _read_forever(
                 continue
             # Nothing queued ahead of it: write the reply here, saving a task switch.
             try:
-                async with asyncio.timeout(write_timeout):
-                    await ws.send_str(reply)
+                transport = request.transport
+                if (
+                    transport is not None
+                    and len(reply) <= _UNTIMED_MAX_CHARS
+                    and not transport.get_write_buffer_size()
+                ):
+                    await ws.send_str(reply)  # cannot wait on the peer: see _send
+                else:
+                    await _send(ws, request, reply, write_timeout)
             except TimeoutError:
                 reject(
                     "slow_consumer",
@@ -107,10 +137,21 @@ async def _read_forever(
                     session_id=conn.session_id,
                 )
                 conn.close(CloseReason.POLICY)
+                _abort(request)
                 return
             except _SEND_ERRORS:
                 return
+        elif msg.type is WSMsgType.PING:
+            conn.touch()
+            try:
+                async with asyncio.timeout(write_timeout):
+                    await ws.pong(msg.data)
+            except (TimeoutError, *_SEND_ERRORS):
+                return
+        elif msg.type is WSMsgType.PONG:
+            conn.touch()  # what _Keepalive waits for
         elif msg.type is WSMsgType.BINARY:
+            conn.touch()
             log_event(logging.DEBUG, "binary_frame_ignored", length=len(msg.data))
         else:
             if msg.type is WSMsgType.ERROR:
@@ -123,14 +164,15 @@ async def _read_forever(
             return
 
 
-async def _write_forever(conn: Connection, ws: web.WebSocketResponse, write_timeout: float) -> None:
+async def _write_forever(
+    conn: Connection, ws: web.WebSocketResponse, request: web.Request, write_timeout: float
+) -> None:
     """Write queued messages in order; close the socket when the session closes."""
     while True:
         await conn.wait_outgoing(None)
         while (message := conn.take()) is not None:
             try:
-                async with asyncio.timeout(write_timeout):
-                    await ws.send_str(message)
+                await _send(ws, request, message, write_timeout)
             except TimeoutError:
                 reject(
                     "slow_consumer",
@@ -139,12 +181,241 @@ async def _write_forever(conn: Connection, ws: web.WebSocketResponse, write_time
                     session_id=conn.session_id,
                 )
                 conn.close(CloseReason.POLICY)
-                break
+                _abort(request)  # a close frame cannot get past what the peer does not read
+                return
             except _SEND_ERRORS:
                 conn.close()
                 return
         if conn.closed:
-            with contextlib.suppress(*_SEND_ERRORS, asyncio.TimeoutError):
-                async with asyncio.timeout(write_timeout):
-                    await ws.close(code=conn.close_code)
+            if not await _close_socket(ws, conn.close_code, write_timeout):
+                _abort(request)  # wakes the reader too: the peer is gone or not reading
             return
+
+
+# aiohttp makes a WebSocket write wait only while the transport is paused,
+# which takes more than its high-water mark (64 KiB) buffered. A frame of at
+# most this many characters (64,000 bytes of UTF-8) written while nothing is
+# buffered cannot pause it, so it is sent without a timer: a timer per message
+# costs more than the write itself.
+_UNTIMED_MAX_CHARS = 16_000
+
+
+async def _send(ws: web.WebSocketResponse, request: web.Request, text: str, timeout: float) -> None:
+    """Send one text frame; TimeoutError if the peer has not taken it within ``timeout``."""
+    transport = request.transport
+    if (
+        transport is not None
+        and len(text) <= _UNTIMED_MAX_CHARS
+        and not transport.get_write_buffer_size()
+    ):
+        await ws.send_str(text)
+        return
+    async with asyncio.timeout(timeout):
+        await ws.send_str(text)
+
+
+# One flush writes at most this much at a time: with nothing buffered before,
+# the transport stays under its 64 KiB high-water mark and never pauses.
+_FLUSH_MAX_BYTES = 60_000
+
+
+def _text_frame_header(size: int) -> bytes:
+    """The header of an unmasked, unfragmented text frame (RFC 6455 §5.2), as servers send."""
+    if size < 126:
+        return _HEADER_SHORT(0x81, size)
+    if size < 65536:
+        return _HEADER_MEDIUM(0x81, 126, size)
+    return _HEADER_LONG(0x81, 127, size)
+
+
+_HEADER_SHORT = struct.Struct("!BB").pack
+_HEADER_MEDIUM = struct.Struct("!BBH").pack
+_HEADER_LONG = struct.Struct("!BBQ").pack
+
+
+class _Flusher:
+    """Writes what a session queued from a loop callback, not from the writer task.
+
+    A push or a broadcast queues the message and puts the session in the loop's
+    batch; one callback then flushes every session of the batch. A flush
+    writes the queued messages as text frames in one system call, as long as
+    nothing is buffered for the peer already; what is left (a peer behind on
+    reading, a big message, a closing session) goes to the writer task and its
+    timeouts. Waking a task per session made a broadcast cost twice a plain
+    send loop, and one write per frame made a burst of pushes cost half again
+    as much as aiohttp's own send loop.
+
+    The frames are built here rather than by ``send_str`` only to write many in
+    one go; they are the bytes aiohttp writes for an uncompressed text frame
+    (compression is never negotiated: see :func:`serve`).
+    """
+
+    __slots__ = ("batch", "conn", "request", "scheduled", "ws")
+
+    def __init__(self, conn: Connection, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.conn = conn
+        self.ws = ws
+        self.request = request
+        self.scheduled = False
+        self.batch = _Batch.of_running_loop()
+
+    def __call__(self) -> None:
+        if not self.scheduled:
+            self.scheduled = True
+            self.batch.add(self)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        conn = self.conn
+        outbox = conn.outbox
+        transport = self.request.transport
+        while (
+            outbox
+            and not conn.closed
+            and not self.ws.closed
+            and transport is not None
+            and not transport.is_closing()
+            and not transport.get_write_buffer_size()
+        ):
+            frames: list[bytes] = []
+            size = 0
+            while (message := outbox.peek()) is not None:
+                try:
+                    data = message.encode("utf-8")
+                except UnicodeEncodeError:
+                    break  # send_str in the writer task reports it
+                if size + len(data) > _FLUSH_MAX_BYTES:
+                    break
+                outbox.take()
+                frames.append(_text_frame_header(len(data)))
+                frames.append(data)
+                size += len(data) + 10
+            if not frames:
+                break
+            transport.write(b"".join(frames))
+        if outbox or conn.closed:
+            conn.wake_writer()
+
+
+class _Batch:
+    """The sessions of one event loop with something queued, flushed by one callback."""
+
+    __slots__ = ("__weakref__", "loop", "pending")
+
+    _of_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batch]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: list[_Flusher] = []
+
+    @classmethod
+    def of_running_loop(cls) -> _Batch:
+        loop = asyncio.get_running_loop()
+        batch = cls._of_loop.get(loop)
+        if batch is None:
+            batch = cls._of_loop[loop] = cls(loop)
+        return batch
+
+    def add(self, flusher: _Flusher) -> None:
+        if not self.pending:
+            self.loop.call_soon(self.run)
+        self.pending.append(flusher)
+
+    def run(self) -> None:
+        pending, self.pending = self.pending, []
+        for flusher in pending:
+            try:
+                flusher.flush()
+            except Exception:  # never leave the other sessions unflushed
+                logger.exception("websocket flush failed")
+                flusher.conn.wake_writer()
+
+
+class _Keepalive:
+    """Finds dead peers with WebSocket pings, at no cost per message received.
+
+    A peer that sent no frame for ``interval`` seconds is pinged; if nothing
+    (its pong or any other frame) comes back within ``interval / 2``, the
+    connection is dropped. That is what aiohttp's ``heartbeat`` does, but
+    aiohttp re-arms its timer from a loop callback on every frame received,
+    which cost about a tenth of a WebSocket echo; this timer wakes only once
+    per ``interval`` and reads the session's last activity (``touch()``, which
+    every frame received updates).
+    """
+
+    __slots__ = ("conn", "handle", "interval", "loop", "pinged_at", "pinging", "request", "ws")
+
+    def __init__(
+        self, conn: Connection, ws: web.WebSocketResponse, request: web.Request, interval: float
+    ) -> None:
+        self.conn = conn
+        self.ws = ws
+        self.request = request
+        self.interval = interval
+        self.loop = asyncio.get_running_loop()
+        self.pinged_at: float | None = None
+        self.pinging: asyncio.Task[None] | None = None
+        self.handle = self.loop.call_later(interval, self._check)
+
+    def stop(self) -> None:
+        self.handle.cancel()
+        if self.pinging is not None:
+            self.pinging.cancel()
+
+    def _check(self) -> None:
+        conn = self.conn
+        if conn.closed or self.ws.closed:
+            return
+        now = time.monotonic()
+        if self.pinged_at is not None:
+            if conn.last_active < self.pinged_at:  # no answer yet
+                waited = now - self.pinged_at
+                if waited >= self.interval / 2:
+                    log_event(
+                        logging.INFO, "websocket_dead_peer", session=session_hash(conn.session_id)
+                    )
+                    conn.close(CloseReason.GOING_AWAY)
+                    _abort(self.request)
+                    return
+                self.handle = self.loop.call_later(self.interval / 2 - waited, self._check)
+                return
+            self.pinged_at = None
+        quiet = now - conn.last_active
+        if quiet < self.interval:
+            self.handle = self.loop.call_later(self.interval - quiet, self._check)
+            return
+        self.pinged_at = now
+        self.pinging = self.loop.create_task(self._ping())
+        self.handle = self.loop.call_later(self.interval / 2, self._check)
+
+    async def _ping(self) -> None:
+        try:
+            async with asyncio.timeout(self.interval / 2):
+                await self.ws.ping()
+        except (TimeoutError, *_SEND_ERRORS):
+            pass  # no pong will come either: _check drops the connection
+        finally:
+            self.pinging = None
+
+
+async def _close_socket(ws: web.WebSocketResponse, code: int, timeout: float) -> bool:
+    """Send the close frame and wait for the answer; False if that stalled or failed."""
+    try:
+        async with asyncio.timeout(timeout):
+            await ws.close(code=code)
+    except (*_SEND_ERRORS, TimeoutError):
+        return False
+    return True
+
+
+def _abort(request: web.Request) -> None:
+    """Drop the connection of a peer that stopped reading, discarding what is buffered.
+
+    A graceful close would wait for the buffer to drain, which a peer that never
+    reads never allows: the socket (and its buffer) would stay forever.
+    """
+    transport = request.transport
+    if transport is not None:
+        transport.abort()

@@ -1,0 +1,947 @@
+"""Run every benchmark against every server and print one markdown report.
+
+    python bench/run.py                 # full run: 3 repeats, about 10 minutes
+    python bench/run.py --smoke         # about 20 s: raw aiohttp and Bullet only, tiny N
+    python bench/run.py --out report.md --json raw.json
+
+Each server runs as its own process pinned to CPU 0 (``taskset -c 0``); this
+process, the load generator, pins itself to CPU 1. Within a repeat the
+systems of one workload run back to back (in an order that rotates between
+repeats), so each figure is compared with a raw aiohttp figure measured
+moments before or after it. Every figure is the median of the repeats; every
+ratio is the median of the per-repeat ratios.
+
+The markdown goes to stdout (and ``--out``); progress goes to stderr. The exit
+status is 1 if any row failed (a server that would not start or died, a
+client error, a timeout), else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import loadgen
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+
+SERVER_CORE = 0
+CLIENT_CORE = 1
+
+# glibc's malloc raises its mmap threshold the first time a large block is
+# freed; until then asyncio's 256 KiB receive buffer costs an mmap, page faults
+# and an munmap on every read. Which process gets there first is an accident
+# of its allocation history (a fresh process measured 2.9 page faults per echo
+# and up to half again the CPU). Every server starts from the values glibc
+# settles on by itself in a long-running server, so all are measured alike.
+CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "524288", "MALLOC_TRIM_THRESHOLD_": "1048576"}
+
+# server key → script. Bullet's echo rows use the project's own example.
+SCRIPTS = {
+    "aiohttp": BENCH / "peers" / "raw_aiohttp.py",
+    "bullet-echo": ROOT / "examples" / "echo.py",
+    "bullet": BENCH / "servers" / "bullet_bench.py",
+    "socketio": BENCH / "peers" / "socketio_server.py",
+    "sockjs": BENCH / "peers" / "sockjs_server.py",
+}
+NAMES = {
+    "aiohttp": "raw aiohttp",
+    "bullet": "**bullet_py**",
+    "socketio": "python-socketio",
+    "sockjs": "sockjs",
+}
+PEER_MODULES = {"socketio": "socketio", "sockjs": "sockjs"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    system: str  # aiohttp, bullet, socketio, sockjs
+    wire: str  # a loadgen.WIRES key
+    server: str  # a SCRIPTS key
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Systems measured the same way, side by side; the first is the baseline."""
+
+    key: str
+    workload: str  # a loadgen.WORKLOADS key
+    title: str  # the transport, as the table names it
+    entries: tuple[Entry, ...]
+    params: tuple[tuple[str, Any], ...] = ()
+    section: str = ""  # the report's section (default: the workload's)
+
+    @property
+    def where(self) -> str:
+        return self.section or self.workload
+
+
+def _e(system: str, wire: str, server: str | None = None) -> Entry:
+    return Entry(system, wire, server or system)
+
+
+def _ws(echo: bool = False) -> tuple[Entry, ...]:
+    return (
+        _e("aiohttp", "bullet-ws"),
+        _e("bullet", "bullet-ws", "bullet-echo" if echo else "bullet"),
+        _e("socketio", "sio-ws"),
+        _e("sockjs", "sockjs-ws"),
+    )
+
+
+def _poll() -> tuple[Entry, ...]:
+    # Bullet's long-poll rows all use the bench server: it echoes like
+    # examples/echo.py, with the POST rate limits off (see its docstring).
+    return (
+        _e("aiohttp", "bullet-poll"),
+        _e("bullet", "bullet-poll"),
+        _e("socketio", "sio-poll"),
+        _e("sockjs", "sockjs-xhr"),
+    )
+
+
+GROUPS = (
+    Group("echo-ws", "echo", "WebSocket", _ws(echo=True)),
+    Group("echo-poll", "echo", "long-poll", _poll()),
+    Group("push-ws", "push", "WebSocket", _ws(), (("batch", 50), ("windows", 2))),
+    Group(
+        "push-sse",
+        "push",
+        "event stream",
+        (_e("aiohttp", "bullet-sse"), _e("bullet", "bullet-sse")),
+        (("batch", 50), ("windows", 2)),
+    ),
+    Group("push-poll", "push", "long-poll, backlog", _poll(), (("batch", 50), ("windows", 2))),
+    Group(
+        "deliver-poll",
+        "push",
+        "long-poll",
+        _poll(),
+        (("batch", 1), ("windows", 1)),
+        "deliver",
+    ),
+    Group(
+        "deliver-poll-100ms",
+        "push",
+        "long-poll, 100 ms pause",
+        (_e("aiohttp", "bullet-poll-100ms"), _e("bullet", "bullet-poll-100ms")),
+        (("batch", 1), ("windows", 1)),
+        "deliver",
+    ),
+    Group("broadcast-ws", "broadcast", "WebSocket", _ws()),
+    Group("idle-ws", "idle", "WebSocket", _ws()),
+    Group("idle-poll", "idle", "parked long-poll", _poll()),
+    Group(
+        "idle-sse",
+        "idle",
+        "event stream",
+        (_e("aiohttp", "bullet-sse"), _e("bullet", "bullet-sse")),
+    ),
+)
+
+
+@dataclasses.dataclass
+class Settings:
+    repeats: int = 3
+    clients: int = 50
+    warmup: float = 1.0
+    duration: float = 3.0
+    broadcast_n: int = 1000
+    rounds: int = 10
+    idle_n: int = 1000
+    codec_iterations: int = 1000
+    codec_repeats: int = 15
+    quiet: float = 0.5  # idle: how long the server must be calm before RSS is read
+    pin: bool = True  # servers on CPU 0, load generator on CPU 1 (smoke: off, for speed)
+    systems: tuple[str, ...] = ("aiohttp", "bullet", "socketio", "sockjs")
+
+
+SMOKE = Settings(
+    repeats=1,
+    clients=4,
+    warmup=0.1,
+    duration=0.3,
+    broadcast_n=20,
+    rounds=3,
+    idle_n=20,
+    codec_iterations=100,
+    codec_repeats=2,
+    quiet=0.2,
+    pin=False,
+    systems=("aiohttp", "bullet"),
+)
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# --- processes -----------------------------------------------------------------
+
+
+_PINNING: list[bool] = []
+
+
+def can_pin() -> bool:
+    """taskset exists and CPUs 0 and 1 are ours (decided once, before we pin ourselves)."""
+    if not _PINNING:
+        _PINNING.append(
+            shutil.which("taskset") is not None
+            and {SERVER_CORE, CLIENT_CORE} <= os.sched_getaffinity(0)
+        )
+    return _PINNING[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """One server script as a child process, pinned to the server core."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.output: list[str] = []
+        self._drain: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self) -> None:
+        began = time.monotonic()
+        pin = ["taskset", "-c", str(SERVER_CORE)] if can_pin() else []
+        self.proc = await asyncio.create_subprocess_exec(
+            *pin,
+            sys.executable,
+            str(SCRIPTS[self.key]),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL,
+            cwd=ROOT,
+            env={**os.environ, **CHILD_ENV, "PYTHONUNBUFFERED": "1"},
+        )
+        RUNNING.add(self)
+        assert self.proc.stdout is not None
+        try:
+            async with asyncio.timeout(30):
+                while True:
+                    raw = await self.proc.stdout.readline()
+                    if not raw:
+                        raise RuntimeError(f"{self.key} exited before listening: {self.tail()}")
+                    line = raw.decode(errors="replace").rstrip()
+                    self.output.append(line)
+                    if line.startswith("listening on "):
+                        break
+        except BaseException:
+            await self.stop()
+            raise
+        self._drain = asyncio.get_running_loop().create_task(self._drain_forever())
+        if os.environ.get("BENCH_DEBUG"):
+            log(f"   (started {self.key} in {time.monotonic() - began:.1f} s)")
+
+    async def _drain_forever(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while raw := await self.proc.stdout.readline():
+            self.output.append(raw.decode(errors="replace").rstrip())
+            del self.output[:-40]
+
+    def tail(self) -> str:
+        return " | ".join(self.output[-5:])
+
+    async def stop(self) -> None:
+        began = time.monotonic()
+        try:
+            await self._stop()
+        finally:
+            if self.proc is not None and os.environ.get("BENCH_DEBUG"):
+                log(f"   (stopped {self.key} in {time.monotonic() - began:.1f} s)")
+
+    async def _stop(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 8)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self._drain is not None:
+            self._drain.cancel()
+            with contextlib.suppress(BaseException):
+                await self._drain
+        RUNNING.discard(self)
+
+
+RUNNING: set[Server] = set()
+
+
+def kill_everything() -> None:
+    """Last resort (the runner itself is failing): kill each server we started, by pid."""
+    for server in list(RUNNING):
+        if server.proc is not None and server.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server.proc.pid, signal.SIGKILL)
+
+
+class Pool:
+    """The servers of one repeat, started on first use, stopped together."""
+
+    def __init__(self) -> None:
+        self.servers: dict[str, Server] = {}
+
+    async def get(self, key: str) -> Server:
+        server = self.servers.get(key)
+        if server is not None and not server.alive:
+            await self.drop(key)
+            server = None
+        if server is None:
+            server = Server(key)
+            await server.start()
+            self.servers[key] = server
+        return server
+
+    async def start(self, keys: set[str]) -> None:
+        """Start these servers side by side (a failure shows up at first use)."""
+        fresh = {key: Server(key) for key in keys if key not in self.servers}
+        outcomes = await asyncio.gather(
+            *(server.start() for server in fresh.values()), return_exceptions=True
+        )
+        for (key, server), outcome in zip(fresh.items(), outcomes, strict=True):
+            if not isinstance(outcome, BaseException):
+                self.servers[key] = server
+
+    async def drop(self, key: str) -> None:
+        server = self.servers.pop(key, None)
+        if server is not None:
+            await server.stop()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.drop(key) for key in list(self.servers)))
+
+
+# --- one measurement -----------------------------------------------------------
+
+
+def workload_kwargs(group: Group, s: Settings) -> dict[str, Any]:
+    params = dict(group.params)
+    if group.workload == "echo":
+        return {"n": s.clients, "warmup": s.warmup, "duration": s.duration}
+    if group.workload == "push":
+        return {"n": s.clients, "warmup": s.warmup, "duration": s.duration, **params}
+    if group.workload == "broadcast":
+        return {"n": s.broadcast_n, "rounds": s.rounds}
+    return {"n": s.idle_n, "quiet": s.quiet}
+
+
+def row_budget(group: Group, s: Settings) -> float:
+    if group.workload in ("echo", "push"):
+        return s.warmup + s.duration + 60
+    return 180.0
+
+
+async def measure(server: Server, entry: Entry, group: Group, s: Settings) -> dict[str, Any]:
+    make = loadgen.factory(entry.wire, server.base)
+    probe = loadgen.ServerProbe(server.pid)
+    began = time.monotonic()
+    try:
+        async with asyncio.timeout(row_budget(group, s)):
+            result = await loadgen.WORKLOADS[group.workload](
+                make, probe, **workload_kwargs(group, s)
+            )
+    except Exception as exc:
+        return {"failed": f"{type(exc).__name__}: {exc}"[:300] + f" [{server.tail()}]"}
+    if not server.alive:
+        result["failed"] = f"server died: {server.tail()}"
+    elif result.get("errors"):
+        result["failed"] = f"{result['errors']} client error(s): {result.get('error', '')}"
+    result["seconds"] = time.monotonic() - began
+    return result
+
+
+# --- codec (bench/codec.py, written separately) ---------------------------------
+
+CODEC_ROW = re.compile(
+    r"^(?P<label>.+?)\s+(?P<units>\d+)\s+(?P<dec>[\d.]+)\s+(?P<enc>[\d.]+)\s+"
+    r"(?P<rate>[\d,]+)\s+(?P<ratio>[\d.]+)x\s*$"
+)
+
+
+def run_codec(s: Settings) -> dict[str, Any]:
+    """Run bench/codec.py on the server core; parse its table."""
+    script = BENCH / "codec.py"
+    if not script.exists():
+        return {"failed": "bench/codec.py is missing"}
+    pin = ["taskset", "-c", str(SERVER_CORE)] if can_pin() else []
+    command = [
+        *pin,
+        sys.executable,
+        str(script),
+        "--iterations",
+        str(s.codec_iterations),
+        "--repeats",
+        str(s.codec_repeats),
+    ]
+    try:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            check=False,
+            env={**os.environ, **CHILD_ENV},
+        )
+    except subprocess.TimeoutExpired:
+        return {"failed": "bench/codec.py timed out"}
+    rows = {}
+    for line in done.stdout.splitlines():
+        match = CODEC_ROW.match(line.strip())
+        if match:
+            rows[match["label"].strip()] = {
+                "decode_us": float(match["dec"]),
+                "encode_us": float(match["enc"]),
+                "rate": float(match["rate"].replace(",", "")),
+                "ratio": float(match["ratio"]),
+            }
+    if done.returncode != 0 or not rows:
+        return {
+            "failed": f"bench/codec.py: exit {done.returncode}",
+            "text": done.stdout + done.stderr,
+        }
+    return {"rows": rows, "header": done.stdout.splitlines()[0] if done.stdout else ""}
+
+
+# --- the run -----------------------------------------------------------------------
+
+
+Results = dict[str, list[dict[str, Any]]]  # "group/system" → one dict per repeat
+
+
+def selected(groups: tuple[Group, ...], s: Settings, only: str | None) -> list[Group]:
+    chosen = []
+    for group in groups:
+        if only and not re.search(only, group.key):
+            continue
+        entries = tuple(e for e in group.entries if e.system in s.systems)
+        if len(entries) > 0:
+            chosen.append(dataclasses.replace(group, entries=entries))
+    return chosen
+
+
+def rotated(entries: tuple[Entry, ...], turn: int) -> list[Entry]:
+    turn %= len(entries)
+    return list(entries[turn:] + entries[:turn])
+
+
+async def run_all(
+    s: Settings, groups: list[Group], with_codec: bool
+) -> tuple[Results, list[dict[str, Any]]]:
+    results: Results = {}
+    codec: list[dict[str, Any]] = []
+    started = time.monotonic()
+    for repeat in range(s.repeats):
+        log(f"== repeat {repeat + 1}/{s.repeats} ({time.monotonic() - started:.0f} s)")
+        pool = Pool()
+        # Idle rows get a fresh server each (RSS is measured from its own
+        # baseline). Every server of the repeat starts now, in one go; idle
+        # ones use no CPU until their row.
+        idle = [(g, e) for g in groups if g.workload == "idle" for e in rotated(g.entries, repeat)]
+        fresh = {(g.key, e): Server(e.server) for g, e in idle}
+        stopping: list[asyncio.Future[None]] = []
+        try:
+            needed = {e.server for g in groups if g.workload != "idle" for e in g.entries}
+            fresh_started, _ = await asyncio.gather(
+                asyncio.gather(*(srv.start() for srv in fresh.values()), return_exceptions=True),
+                pool.start(needed),
+            )
+            for group in (g for g in groups if g.workload != "idle"):
+                for entry in rotated(group.entries, repeat):
+                    try:
+                        server = await pool.get(entry.server)
+                    except Exception as exc:
+                        result: dict[str, Any] = {"failed": f"server: {exc}"[:300]}
+                    else:
+                        result = await measure(server, entry, group, s)
+                        if "failed" in result:
+                            await pool.drop(entry.server)  # start clean for the next row
+                    results.setdefault(f"{group.key}/{entry.system}", []).append(result)
+                    log(f"   {group.key:<20} {entry.system:<9} {brief(result)}")
+            stopping.append(asyncio.ensure_future(pool.close()))
+            for (group, entry), outcome in zip(idle, fresh_started, strict=True):
+                server = fresh[(group.key, entry)]
+                if isinstance(outcome, BaseException):
+                    result = {"failed": f"server: {outcome}"[:300]}
+                else:
+                    result = await measure(server, entry, group, s)
+                    stopping.append(asyncio.ensure_future(server.stop()))
+                results.setdefault(f"{group.key}/{entry.system}", []).append(result)
+                log(f"   {group.key:<20} {entry.system:<9} {brief(result)}")
+        finally:
+            await asyncio.gather(*stopping, pool.close(), *(srv.stop() for srv in fresh.values()))
+        if with_codec:
+            log("   codec")
+            codec.append(await asyncio.to_thread(run_codec, s))
+    log(f"== done in {time.monotonic() - started:.0f} s")
+    return results, codec
+
+
+def brief(result: dict[str, Any]) -> str:
+    if "failed" in result:
+        return "FAILED " + result["failed"]
+    keys = (
+        "rate",
+        "p50_ms",
+        "server_us_per_msg",
+        "bcast_ms",
+        "server_cpu_ms",
+        "kib_per_conn",
+        "seconds",
+    )
+    return "  ".join(f"{k}={result[k]:.1f}" for k in keys if k in result)
+
+
+# --- the report ---------------------------------------------------------------------
+
+
+def figures(results: Results, key: str, name: str) -> list[float]:
+    return [r[name] for r in results.get(key, []) if "failed" not in r and name in r]
+
+
+def median(values: list[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.median(values) if values else float("nan")
+
+
+def ratio(results: Results, a: str, b: str, name: str) -> float:
+    """Median over repeats of a/b, pairing the figures of the same repeat."""
+    pairs = [
+        x[name] / y[name]
+        for x, y in zip(results.get(a, []), results.get(b, []), strict=False)
+        if "failed" not in x and "failed" not in y and x.get(name) and y.get(name)
+    ]
+    return median(pairs)
+
+
+def fmt(value: float, digits: int = 0) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def fmt_ratio(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.2f}×"
+
+
+def failures(results: Results, key: str) -> str:
+    failed = [r["failed"] for r in results.get(key, []) if "failed" in r]
+    return f"failed {len(failed)}×: {failed[0]}" if failed else ""
+
+
+SECTIONS = {
+    "echo": (
+        "Echo",
+        "{n} clients, one message (100 characters) in flight each; messages/s over {t} s "
+        "after {w} s of warm-up. Round trips are client-side.",
+    ),
+    "push": (
+        "Push",
+        "{n} clients; each keeps two requests for 50 messages outstanding (`push:50`) and asks "
+        "again whenever 50 have arrived, so the server always has something to push; "
+        "delivered messages/s. On long-poll the peers answer a poll with every queued message "
+        "at once, Bullet (and its original client) with exactly one.",
+    ),
+    "deliver": (
+        "Long-poll delivery",
+        "{n} clients, one message in flight each: the client asks for it (`POST push:1`), the "
+        "server pushes it, the held `GET` delivers it, the client asks again. Delivered "
+        "messages/s; latency from the ask to the delivery. The 100 ms rows re-poll 100 ms "
+        "after each answer, as the original `bullet.js` does.",
+    ),
+    "broadcast": (
+        "Broadcast",
+        "{b} WebSocket connections; one of them asks for a broadcast and the clock stops when "
+        "all {b} have it; median of {r} rounds. Server CPU is per broadcast.",
+    ),
+    "idle": (
+        "Idle connections",
+        "{i} connections held open (for long-poll: each with a parked `GET`); growth of the "
+        "server's RSS from its own baseline (after 20 connections were opened and closed), "
+        "per connection.",
+    ),
+}
+
+
+def report(
+    s: Settings,
+    groups: list[Group],
+    results: Results,
+    codec: list[dict[str, Any]],
+    meta: dict[str, Any],
+) -> str:
+    out: list[str] = []
+    w = out.append
+    w("## Results\n")
+    w(f"Run {meta['date']}, {s.repeats} repeat(s), {meta['elapsed']:.0f} s in all.")
+    w(f"{meta['machine']}\n")
+    w(f"Versions: {meta['versions']}\n")
+    for workload, (title, text) in SECTIONS.items():
+        mine = [g for g in groups if g.where == workload]
+        if not mine:
+            continue
+        w(f"### {title}\n")
+        w(
+            text.format(
+                n=s.clients, t=s.duration, w=s.warmup, b=s.broadcast_n, r=s.rounds, i=s.idle_n
+            )
+            + "\n"
+        )
+        if workload in ("echo", "push", "deliver"):
+            w(
+                "| transport | system | msg/s | × raw | p50 ms | p99 ms | server µs/msg "
+                "| × raw | server CPU | client CPU |"
+            )
+            w("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+        elif workload == "broadcast":
+            w("| transport | system | time to all, ms | × raw | best ms | server CPU ms | × raw |")
+            w("|---|---|--:|--:|--:|--:|--:|")
+        else:
+            w("| transport | system | KiB per connection | × raw | server RSS before, MiB |")
+            w("|---|---|--:|--:|--:|")
+        for group in mine:
+            base = f"{group.key}/aiohttp"
+            for entry in group.entries:
+                key = f"{group.key}/{entry.system}"
+                name = NAMES[entry.system]
+                note = failures(results, key)
+                label = group.title
+                if workload in ("echo", "push", "deliver"):
+                    p50 = median(figures(results, key, "p50_ms"))
+                    p99 = median(figures(results, key, "p99_ms"))
+                    cells = [
+                        fmt(median(figures(results, key, "rate"))),
+                        fmt_ratio(ratio(results, key, base, "rate")),
+                        fmt(p50, 1),
+                        fmt(p99, 1),
+                        fmt(median(figures(results, key, "server_us_per_msg")), 1),
+                        fmt_ratio(ratio(results, key, base, "server_us_per_msg")),
+                        fmt(median(figures(results, key, "server_cpu")), 2),
+                        fmt(median(figures(results, key, "client_cpu")), 2),
+                    ]
+                elif workload == "broadcast":
+                    cells = [
+                        fmt(median(figures(results, key, "bcast_ms")), 1),
+                        fmt_ratio(ratio(results, key, base, "bcast_ms")),
+                        fmt(median(figures(results, key, "bcast_best_ms")), 1),
+                        fmt(median(figures(results, key, "server_cpu_ms")), 1),
+                        fmt_ratio(ratio(results, key, base, "server_cpu_ms")),
+                    ]
+                else:
+                    cells = [
+                        fmt(median(figures(results, key, "kib_per_conn")), 1),
+                        fmt_ratio(ratio(results, key, base, "kib_per_conn")),
+                        fmt(median(figures(results, key, "rss_before_mib")), 1),
+                    ]
+                if note:
+                    cells[-1] += f" ⚠ {note}"
+                w(f"| {label} | {name} | " + " | ".join(cells) + " |")
+        w("")
+    if codec:
+        w("### Codec\n")
+        w(
+            "`bench/codec.py` (decode a Stream `sync` update and encode its reply), run on the "
+            "server core; median per-call times of the repeats.\n"
+        )
+        ok = [c for c in codec if "rows" in c]
+        if ok:
+            w(f"{ok[0].get('header', '')}\n")
+            w("| codec | decode µs | encode µs | msg/s | × erlastic |")
+            w("|---|--:|--:|--:|--:|")
+            for label in ok[0]["rows"]:
+                vals = [c["rows"][label] for c in ok if label in c["rows"]]
+                w(
+                    f"| {label} | {fmt(median([v['decode_us'] for v in vals]), 2)} "
+                    f"| {fmt(median([v['encode_us'] for v in vals]), 2)} "
+                    f"| {fmt(median([v['rate'] for v in vals]))} "
+                    f"| {fmt_ratio(median([v['ratio'] for v in vals]))} |"
+                )
+        for c in codec:
+            if "failed" in c:
+                w(f"\ncodec failed: {c['failed']}\n")
+                if c.get("text"):
+                    w("```\n" + c["text"].strip()[:2000] + "\n```")
+        w("")
+    w(targets(results, codec))
+    return "\n".join(out)
+
+
+def targets(results: Results, codec: list[dict[str, Any]]) -> str:
+    rows: list[tuple[str, str, str, float, Callable[[float], bool]]] = []
+
+    def add(
+        what: str, goal: str, value: float, check: Callable[[float], bool], shown: str = ""
+    ) -> None:
+        rows.append((what, goal, shown or fmt_ratio(value), value, check))
+
+    add(
+        "WebSocket echo, msg/s",
+        "≥ 0.9× raw",
+        ratio(results, "echo-ws/bullet", "echo-ws/aiohttp", "rate"),
+        lambda v: v >= 0.9,
+    )
+    add(
+        "WebSocket echo, server CPU per message",
+        "≤ 1.11× raw",
+        ratio(results, "echo-ws/bullet", "echo-ws/aiohttp", "server_us_per_msg"),
+        lambda v: v <= 1 / 0.9,
+    )
+    add(
+        "WebSocket push, msg/s",
+        "≥ 0.9× raw",
+        ratio(results, "push-ws/bullet", "push-ws/aiohttp", "rate"),
+        lambda v: v >= 0.9,
+    )
+    add(
+        "WebSocket push, server CPU per message",
+        "≤ 1.11× raw",
+        ratio(results, "push-ws/bullet", "push-ws/aiohttp", "server_us_per_msg"),
+        lambda v: v <= 1 / 0.9,
+    )
+    add(
+        "long-poll delivery, msg/s, vs python-socketio",
+        "≥ 1.5×",
+        ratio(results, "deliver-poll/bullet", "deliver-poll/socketio", "rate"),
+        lambda v: v >= 1.5,
+    )
+    add(
+        "long-poll delivery, server CPU per message, python-socketio's / bullet_py's",
+        "≥ 1.5×",
+        ratio(results, "deliver-poll/socketio", "deliver-poll/bullet", "server_us_per_msg"),
+        lambda v: v >= 1.5,
+    )
+    add(
+        "long-poll delivery, msg/s, vs sockjs",
+        "≥ 1.0×",
+        ratio(results, "deliver-poll/bullet", "deliver-poll/sockjs", "rate"),
+        lambda v: v >= 1.0,
+    )
+    add(
+        "memory per idle WebSocket",
+        "≤ 1.25× raw",
+        ratio(results, "idle-ws/bullet", "idle-ws/aiohttp", "kib_per_conn"),
+        lambda v: v <= 1.25,
+    )
+    kib = median(figures(results, "idle-poll/bullet", "kib_per_conn"))
+    add("memory per parked poll", "≤ 10 KiB", kib, lambda v: v <= 10, fmt(kib, 1) + " KiB")
+    add(
+        "broadcast to 1,000 WebSockets, time",
+        "≤ 1.2× raw",
+        ratio(results, "broadcast-ws/bullet", "broadcast-ws/aiohttp", "bcast_ms"),
+        lambda v: v <= 1.2,
+    )
+    add(
+        "broadcast to 1,000 WebSockets, server CPU",
+        "≤ 1.2× raw",
+        ratio(results, "broadcast-ws/bullet", "broadcast-ws/aiohttp", "server_cpu_ms"),
+        lambda v: v <= 1.2,
+    )
+    ok = [c for c in codec if "rows" in c]
+    if ok:
+        per_repeat = [
+            min(v["ratio"] for label, v in c["rows"].items() if label.startswith("bullet_py"))
+            for c in ok
+        ]
+        add(
+            "codec, msg/s (slowest bullet_py case)",
+            "≥ 1.0× erlastic",
+            median(per_repeat),
+            lambda v: v >= 1.0,
+        )
+    lines = ["### Targets\n", "| target | goal | measured | met |", "|---|---|--:|:-:|"]
+    for what, goal, shown, value, check in rows:
+        verdict = "–" if math.isnan(value) else ("yes" if check(value) else "**no**")
+        lines.append(f"| {what} | {goal} | {shown} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+# --- environment ------------------------------------------------------------------
+
+
+def version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=5,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (head or "unknown") + (" + uncommitted changes in src/" if dirty else "")
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    pinned = (
+        f"servers pinned to CPU {SERVER_CORE}, load generator to CPU {CLIENT_CORE}"
+        if can_pin()
+        else "not pinned (smoke run, or taskset or a second CPU missing)"
+    )
+    return (
+        f"Machine: {model}, {os.cpu_count()} CPUs, Linux {platform.release()}; {pinned}; "
+        f"load average at the end {load} (a shared machine: other jobs ran too)."
+    )
+
+
+def versions(loop_name: str) -> str:
+    parts = [
+        f"Python {platform.python_version()}",
+        f"aiohttp {version('aiohttp')}",
+        f"bullet_py {version('bullet_py')} (git {git_commit()})",
+        f"python-socketio {version('python-socketio')}",
+        f"python-engineio {version('python-engineio')}",
+        f"sockjs {version('sockjs')}",
+        f"erlastic {version('erlastic')}",
+        f"servers on the asyncio loop, load generator on {loop_name}",
+        "servers started with " + " ".join(f"{k}={v}" for k, v in CHILD_ENV.items()),
+    ]
+    return ", ".join(parts) + "."
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny and quick: for CI")
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--duration", type=float, help="measured seconds per echo/push row")
+    parser.add_argument("--clients", type=int)
+    parser.add_argument("--only", help="regex on group keys (e.g. 'echo|idle-ws')")
+    parser.add_argument(
+        "--systems", help="comma-separated subset of aiohttp,bullet,socketio,sockjs"
+    )
+    parser.add_argument("--no-codec", action="store_true")
+    parser.add_argument("--out", type=Path, help="also write the markdown here")
+    parser.add_argument("--json", type=Path, help="write every raw figure here")
+    args = parser.parse_args()
+
+    s = dataclasses.replace(SMOKE) if args.smoke else Settings()
+    if args.repeats:
+        s.repeats = args.repeats
+    if args.duration:
+        s.duration = args.duration
+    if args.clients:
+        s.clients = args.clients
+    if args.systems:
+        s.systems = tuple(x.strip() for x in args.systems.split(",") if x.strip())
+    missing = [
+        system
+        for system, module in PEER_MODULES.items()
+        if system in s.systems and importlib.util.find_spec(module) is None
+    ]
+    if missing:
+        log(f"skipping {', '.join(missing)}: not installed (pip install python-socketio sockjs)")
+        s.systems = tuple(x for x in s.systems if x not in missing)
+    if "aiohttp" not in s.systems:
+        s.systems = ("aiohttp", *s.systems)  # the baseline is never optional
+
+    if not s.pin:
+        _PINNING[:] = [False]
+    if can_pin():
+        os.sched_setaffinity(0, {CLIENT_CORE})
+    loop_name = loadgen.use_uvloop()
+    groups = selected(GROUPS, s, args.only)
+    began = time.monotonic()
+    try:
+        results, codec = asyncio.run(run_all(s, groups, with_codec=not args.no_codec))
+    finally:
+        kill_everything()
+    meta = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "elapsed": time.monotonic() - began,
+        "machine": machine(),
+        "versions": versions(loop_name),
+    }
+    text = report(s, groups, results, codec, meta)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "settings": dataclasses.asdict(s),
+                    "results": results,
+                    "codec": codec,
+                    "meta": meta,
+                },
+                indent=1,
+            )
+        )
+    failed = any("failed" in r for rs in results.values() for r in rs) or any(
+        "failed" in c for c in codec
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

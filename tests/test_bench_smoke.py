@@ -1,0 +1,56 @@
+"""The benchmark runs: ``python bench/run.py --smoke`` (about 20 s) makes its table.
+
+Tiny N and one repeat, raw aiohttp and bullet_py only (the peers are not needed):
+this only proves that every workload still runs against the project and that
+the report is produced, so the benchmark cannot rot. The figures are not checked.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EXPECTED_ROWS = [
+    "| WebSocket | raw aiohttp |",
+    "| WebSocket | **bullet_py** |",
+    "| long-poll | raw aiohttp |",
+    "| long-poll | **bullet_py** |",
+    "| event stream | **bullet_py** |",
+    "| long-poll, backlog | **bullet_py** |",
+    "| long-poll, 100 ms pause | **bullet_py** |",
+    "| parked long-poll | **bullet_py** |",
+]
+SECTIONS = [
+    "### Echo",
+    "### Push",
+    "### Long-poll delivery",
+    "### Broadcast",
+    "### Idle connections",
+    "### Codec",
+    "### Targets",
+]
+
+
+@pytest.mark.timeout(240)
+def test_smoke_benchmark_produces_the_table(tmp_path: Path) -> None:
+    out = tmp_path / "bench.md"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = out.read_text()
+    for heading in SECTIONS:
+        assert heading in text, heading
+    for row in EXPECTED_ROWS:
+        assert row in text, row
+    assert "⚠" not in text, text  # no row failed
+    assert "failed" not in text.lower(), text
