@@ -35,7 +35,7 @@ from tests.processes import Running
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 SHOT = {"name": "Łukasz € 😀", "class": "bard", "level": 12, "hp": 340}  # docs/screenshot.png
-SHORT_MS = 4_000  # waits of the tests that document a known server gap (xfail)
+SHORT_MS = 4_000  # waits of the two-tab tests (each tab has a cookie, so a session, of its own)
 _unique = itertools.count(1)
 
 
@@ -232,22 +232,7 @@ async def test_a_push_holding_cr_reaches_an_event_stream_page_by_polling(
     assert page_errors(reader) == []
 
 
-SHARED_COOKIE = pytest.mark.xfail(
-    strict=True,
-    reason="server gap: tabs of one browser share the session cookie, so a POST from one tab "
-    "is handled in the session whose cookie was set last (another tab's) and the broadcast to "
-    "'every other page' skips that tab; js/bullet.js sends X-Bullet-Tab, the server ignores it",
-)
-
-
-@pytest.mark.parametrize(
-    "transport",
-    [
-        "websocket",
-        pytest.param("eventsource", marks=SHARED_COOKIE),
-        pytest.param("xhrPolling", marks=SHARED_COOKIE),
-    ],
-)
+@pytest.mark.parametrize("transport", ["websocket", "eventsource", "xhrPolling"])
 async def test_two_tabs_of_one_browser_see_each_others_edits(
     context: BrowserContext, app_server: Running, transport: str
 ) -> None:
@@ -260,12 +245,6 @@ async def test_two_tabs_of_one_browser_see_each_others_edits(
     await shows(a, {"name": name + " b"}, timeout=SHORT_MS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server gap: after a push holding CR ends both event streams, each tab's next "
-    "request carries the cookie last set (the other tab's session): it is refused, falls to "
-    "polling and polls the other tab's session, so its own session's push never arrives",
-)
 async def test_two_event_stream_tabs_of_one_browser_after_a_push_holding_cr(
     context: BrowserContext, other_context: BrowserContext, app_server: Running
 ) -> None:

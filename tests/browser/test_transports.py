@@ -170,11 +170,6 @@ async def test_clients_reconnect_after_a_server_restart(browser: Browser) -> Non
             await ctx.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a polling GET carrying the cookie of another tab's event-stream "
-    "session parks on that session and takes its messages (web/polling.py _live_session)",
-)
 async def test_two_tabs_of_one_browser_on_event_stream_and_polling(
     context: BrowserContext, clock_server: Running
 ) -> None:

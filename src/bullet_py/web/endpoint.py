@@ -22,6 +22,7 @@ from ..hub import Hub
 from ..logs import log_event, reject
 from ..registry import Registry, new_session_id
 from . import eventsource, polling, websocket
+from .tabs import tab_id
 
 logger = logging.getLogger("bullet_py")
 
@@ -131,14 +132,38 @@ class BulletEndpoint:
         return None
 
     def set_cookie(self, request: web.Request, response: web.StreamResponse, sid: str) -> None:
+        """Name the session in a cookie; a tab's cookie is its own and expires unused."""
+        tabbed = tab_id(request) is not None
+        opts = self.options
         response.set_cookie(
-            self.options.cookie_name,
+            self.cookie_name(request),
             sid,
             path=request.path,
             httponly=True,
             samesite="Lax",
             secure=request.secure,
+            # A closed tab leaves no live session behind, so its cookie should
+            # not pile up in the browser either: it lasts a few idle timeouts
+            # and every poll and stream of a live tab renews it.
+            max_age=(
+                int(2 * opts.session_idle_timeout + opts.poll_timeout + (opts.stream_lifetime or 0))
+                + 60
+                if tabbed
+                else None
+            ),
         )
+
+    def cookie_name(self, request: web.Request) -> str:
+        """``bullet_sid``, or ``bullet_sid.<tab>`` for a client that names its tab.
+
+        Tabs of one browser share cookies, so with the original client they
+        share a session. The project's client sends a tab id (``X-Bullet-Tab``,
+        or ``bullet_tab`` in an EventSource URL), and each tab then has a
+        cookie, so a session, of its own. The id only picks which cookie to
+        read: session ids are still issued by the server, never taken from it.
+        """
+        tab = tab_id(request)
+        return self.options.cookie_name if tab is None else f"{self.options.cookie_name}.{tab}"
 
     def session_cookie(self, request: web.Request) -> str | None:
         """The session id in the request's cookie ("" or None when there is none).
@@ -148,7 +173,7 @@ class BulletEndpoint:
         costs more than the rest of a poll's routing. Anything else goes to it.
         """
         header = request.headers.get("Cookie")
-        name = self.options.cookie_name
+        name = self.cookie_name(request)
         if header is None or name not in header:
             return None
         if '"' not in header:

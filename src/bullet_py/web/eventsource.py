@@ -23,6 +23,7 @@ from ..connection import Connection
 from ..core import sse
 from ..core.negotiate import Transport
 from ..logs import log_event, reject, session_hash
+from .tabs import tab_id
 
 if TYPE_CHECKING:
     from .endpoint import BulletEndpoint
@@ -49,7 +50,7 @@ async def serve(endpoint: BulletEndpoint, request: web.Request) -> web.StreamRes
     assert conn is not None
     response = web.StreamResponse(status=200, headers=sse.HEADERS)
     response.headers.update(endpoint.cors_headers(request))
-    if fresh:
+    if fresh or tab_id(request) is not None:  # a tab's cookie is renewed by each stream
         endpoint.set_cookie(request, response, conn.session_id)
     conn.attached = True
     conn.transport = Transport.EVENTSOURCE

@@ -27,6 +27,7 @@ from ..core.text import TEXT_CONTENT_TYPE, exceeds, max_utf8_bytes, xhr_body
 from ..exceptions import BackendError, SessionNotFound
 from ..logs import first_time, log_event, reject, session_hash
 from ..registry import new_session_id
+from .tabs import tab_id
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -106,6 +107,13 @@ async def serve_poll(endpoint: BulletEndpoint, request: web.Request) -> web.Stre
         return found
     if isinstance(found, _Elsewhere) and not found.queued:
         found = None  # an event stream's session: its queue is not in the store
+    if (
+        found is not None
+        and not isinstance(found, _Elsewhere)
+        and found.attached
+        and found.transport is Transport.EVENTSOURCE
+    ):
+        found = None  # another tab's live event stream: never take its messages
     if found is None:
         first = web.Response(status=204)
         store = endpoint.hub.store
@@ -133,11 +141,14 @@ async def serve_poll(endpoint: BulletEndpoint, request: web.Request) -> web.Stre
 
     message = await conn.poll(endpoint.options.poll_timeout, alive)
     if message is None:
-        return web.Response(status=204)
+        empty = web.Response(status=204)
+        _renew_tab_cookie(endpoint, request, empty, conn.session_id)
+        return empty
     body = xhr_body(message)
     response = web.StreamResponse(status=200, headers={"Content-Type": TEXT_CONTENT_TYPE})
     response.headers.update(endpoint.cors_headers(request))
     response.content_length = len(body)
+    _renew_tab_cookie(endpoint, request, response, conn.session_id)
     try:
         await response.prepare(request)
         await response.write(body)
@@ -149,6 +160,14 @@ async def serve_poll(endpoint: BulletEndpoint, request: web.Request) -> web.Stre
         conn.requeue(message)
         raise
     return response
+
+
+def _renew_tab_cookie(
+    endpoint: BulletEndpoint, request: web.Request, response: web.StreamResponse, sid: str
+) -> None:
+    """A tab's cookie expires unless used: every answer to its polls renews it."""
+    if tab_id(request) is not None:
+        endpoint.set_cookie(request, response, sid)
 
 
 async def _serve_shared_poll(
