@@ -33,10 +33,15 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=keepalive_timeout)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=keepalive_timeout,
+    )
     try:
         await runner.setup()
-        site = web.TCPSite(runner, host, port, shutdown_timeout=shutdown_timeout)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         print(f"listening on http://{host}:{port}", flush=True)
         await stop.wait()
