@@ -1,6 +1,6 @@
 """Run every benchmark against every server and print one markdown report.
 
-    python bench/run.py                 # full run: 3 repeats, about 10 minutes
+    python bench/run.py                 # full run: 3 repeats, about 8 minutes
     python bench/run.py --smoke         # about 20 s: raw aiohttp and Bullet only, tiny N
     python bench/run.py --out report.md --json raw.json
 
