@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -144,22 +145,37 @@ async def serve_poll(endpoint: BulletEndpoint, request: web.Request) -> web.Stre
         empty = web.Response(status=204)
         _renew_tab_cookie(endpoint, request, empty, conn.session_id)
         return empty
+    response, _ = await _answer_poll(
+        endpoint, request, conn.session_id, message, lambda: conn.requeue(message)
+    )
+    return response
+
+
+async def _answer_poll(
+    endpoint: BulletEndpoint,
+    request: web.Request,
+    session_id: str,
+    message: str,
+    put_back: Callable[[], None],
+) -> tuple[web.StreamResponse, bool]:
+    """Write one message as a poll's answer; False (after ``put_back``) if the client left."""
     body = xhr_body(message)
     response = web.StreamResponse(status=200, headers={"Content-Type": TEXT_CONTENT_TYPE})
     response.headers.update(endpoint.cors_headers(request))
     response.content_length = len(body)
-    _renew_tab_cookie(endpoint, request, response, conn.session_id)
+    _renew_tab_cookie(endpoint, request, response, session_id)
     try:
         await response.prepare(request)
         await response.write(body)
         await response.write_eof()
     except _WRITE_ERRORS:
-        conn.requeue(message)  # the client left before the answer was written
-        log_event(logging.INFO, "poll_requeued", session=session_hash(conn.session_id))
+        put_back()  # the client left before the answer was written
+        log_event(logging.INFO, "poll_requeued", session=session_hash(session_id))
+        return response, False
     except asyncio.CancelledError:
-        conn.requeue(message)
+        put_back()
         raise
-    return response
+    return response, True
 
 
 def _renew_tab_cookie(
@@ -201,22 +217,11 @@ async def _serve_shared_poll(
             break
         store.delivered(taken)  # an empty message cannot travel by XHR
         log_event(logging.DEBUG, "empty_message_dropped", transport="poll")
-    body = xhr_body(taken.message)
-    response = web.StreamResponse(status=200, headers={"Content-Type": TEXT_CONTENT_TYPE})
-    response.headers.update(endpoint.cors_headers(request))
-    response.content_length = len(body)
-    try:
-        await response.prepare(request)
-        await response.write(body)
-        await response.write_eof()
-    except _WRITE_ERRORS:
-        store.requeue(taken)  # the client left before the answer was written
-        log_event(logging.INFO, "poll_requeued", session=session_hash(session_id))
-        return response
-    except asyncio.CancelledError:
-        store.requeue(taken)
-        raise
-    store.delivered(taken)
+    response, written = await _answer_poll(
+        endpoint, request, session_id, taken.message, lambda: store.requeue(taken)
+    )
+    if written:
+        store.delivered(taken)
     return response
 
 
