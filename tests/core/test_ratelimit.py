@@ -35,3 +35,13 @@ def test_refill_is_capped_at_the_burst() -> None:
 def test_rate_must_be_positive() -> None:
     with pytest.raises(ValueError):
         RateLimiter(rate=0)
+
+
+def test_quiet_keys_are_forgotten_once_refilled() -> None:
+    limiter = RateLimiter(rate=10)
+    for i in range(100):
+        limiter.allow(f"session{i}", i * 0.01)
+    assert len(limiter) <= 11  # refilled buckets went away as new keys came, one per call
+    for _ in range(10):
+        limiter.allow("later", 100.0)
+    assert len(limiter) == 1  # only the key still in use is left

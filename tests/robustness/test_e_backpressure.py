@@ -473,7 +473,7 @@ async def test_50_session_churn_plateaus_and_every_session_closes_once(aiohttp_s
             async with s.ws_connect(url) as ws:
                 m = ledger.stamp(name)
                 await ws.send_str(m)
-                ledger.delivered((await ws.receive(timeout=10)).data)
+                ledger.delivered((await ws.receive(timeout=60)).data)
         elif kind == 1:
             jar = {"Cookie": f"bullet_sid={await first_cookie(s, url)}"}
             m = ledger.stamp(name)
@@ -482,14 +482,19 @@ async def test_50_session_churn_plateaus_and_every_session_closes_once(aiohttp_s
         else:
             async with s.get(url, headers={"Accept": "text/event-stream"}) as r:
                 sid = r.cookies["bullet_sid"].value
-                await wait_for(lambda: srv.endpoint.registry.get(sid) is not None)
+                await wait_for(lambda: srv.endpoint.registry.get(sid) is not None, 60)
                 m = ledger.stamp(name)
                 await srv.endpoint.hub.send(sid, m)
-                line = await r.content.readline()
+                line = b""
+                for _ in range(100):  # keep-alive comments may come first
+                    line = await r.content.readline()
+                    if line.startswith(b"data: ") or not line:
+                        break
                 ledger.delivered(line.decode().removeprefix("data: ").rstrip("\n"))
 
     samples: list[int] = []
-    with traced_growth(4 * MB) as mem:
+    # Server-side allocations only, not the test's own records (sites only in long runs).
+    with ServerMemory(frames=16 if seconds < 60 else 1) as mem:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as s:
             started = time.monotonic()
             i = 0
@@ -503,13 +508,12 @@ async def test_50_session_churn_plateaus_and_every_session_closes_once(aiohttp_s
                 for t in done:
                     t.result()
                 pending -= done
-                if i % 250 == 0:
-                    import tracemalloc
-
-                    samples.append(tracemalloc.get_traced_memory()[0])
+                if i % (100 if seconds < 60 else 2500) == 0:  # a snapshot stalls the loop
+                    samples.append(mem.growth())
             await asyncio.gather(*pending)
         await wait_for(lambda: len(srv.endpoint.registry) == 0, 30)
         await wait_for(lambda: srv.endpoint.registry.pending_count == 0, 30)
+        growth = mem.growth()
     ledger.assert_clean(redelivered_ok=False)
     assert ledger.report().sent == i
     # Every session that opened closed exactly once.
@@ -517,11 +521,12 @@ async def test_50_session_churn_plateaus_and_every_session_closes_once(aiohttp_s
     opened = Counter(e[1] for e in srv.events if e[0] == "open")
     closed = Counter(e[1] for e in srv.events if e[0] == "close")
     assert opened == closed and set(closed.values()) == {1}
-    # Plateau: after warm-up, traced memory stops growing (< 1 MB over the run).
+    # Plateau: after warm-up, the server's memory stops growing (< 1 MB over the run),
+    # and what it still holds once every session is gone is small.
     if len(samples) >= 4:
         warm = samples[len(samples) // 4 :]
         assert max(warm) - warm[0] < MB, samples
-    assert mem["growth"] < 4 * MB
+    assert growth < 2 * MB, growth
     await base.back(30, pending=True)
 
 

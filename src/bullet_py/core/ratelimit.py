@@ -30,6 +30,7 @@ class RateLimiter:
 
     def allow(self, key: str, now: float) -> bool:
         """Spend one token of ``key`` if it has one; ``now`` is a monotonic time in seconds."""
+        self._forget_one_idle(key, now)
         entry = self._buckets.get(key)
         if entry is None:
             tokens = self.burst
@@ -44,3 +45,15 @@ class RateLimiter:
             return False
         self._buckets[key] = (tokens - 1.0, now)
         return True
+
+    def _forget_one_idle(self, key: str, now: float) -> None:
+        """Drop the least recently used key if its bucket has refilled: a full bucket is
+        the same as no entry, so keys that went quiet cost nothing (amortised O(1))."""
+        if not self._buckets:
+            return
+        oldest = next(iter(self._buckets))
+        if oldest == key:
+            return
+        tokens, last = self._buckets[oldest]
+        if tokens + (now - last) * self.rate >= self.burst:
+            del self._buckets[oldest]
