@@ -60,7 +60,7 @@ class _Model:
 _loop = asyncio.new_event_loop()
 _options = Options()
 _registry = Registry(_options)
-Hub(_registry)
+_hub = Hub(_registry)
 _router = Router(timeout=None)
 _router.model("character", _Model())
 
@@ -72,6 +72,7 @@ async def _make_conn() -> Connection:
         handler=_router(),
         registry=_registry,
         options=_options,
+        hub=_hub,
     )
     await conn.open()
     return conn

@@ -61,6 +61,7 @@ class World:
             handler=router(),
             registry=self.registry,
             options=self.options,
+            hub=self.hub,
         )
         self.registry.add(conn)
         await conn.open()

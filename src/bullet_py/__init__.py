@@ -11,8 +11,6 @@ from .exceptions import (
     DecodeError,
     EncodeError,
     ProtocolError,
-    RouteError,
-    SessionClosed,
     SessionNotFound,
 )
 from .handler import Handler, HandlerFactory
@@ -40,8 +38,6 @@ __all__ = [
     "Options",
     "Overflow",
     "ProtocolError",
-    "RouteError",
-    "SessionClosed",
     "SessionNotFound",
     "Transport",
     "__version__",

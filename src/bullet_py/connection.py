@@ -1,34 +1,30 @@
-"""One session: a handler instance, its outbound queue, and whoever is taking from it.
+"""One session as the handler and the transports see it: thin asyncio glue over its rules.
 
-A session outlives the HTTP requests of a polling client and is attached, at
-any moment, to at most one stream (a WebSocket or an event stream) and to a few
-parked polls. Pushes never wait on the network: :meth:`Connection.send` hands
-the message to a parked poll or queues it, and the transport's own task writes
-it. So one slow client never holds up a broadcast.
+The rules (states, what a push, a poll or a close does) are in
+:class:`bullet_py.core.session.SessionCore`, which has no I/O. This module
+adds what needs the event loop: parked polls as futures, waking the
+transport's writer, running the handler's callbacks one at a time (a lane),
+and the clock that idle expiry reads.
 
-Handler calls for one session run one at a time, in arrival order (a lock), so
-replies keep the order of the messages that caused them.
+Pushes never wait on the network: :meth:`Connection.send` hands the message
+to a parked poll or queues it, and the transport's own task writes it. So one
+slow client never holds up a broadcast.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
-from .config import Options, Overflow
+from .boundary import CallbackFailed, CallbackTimeout, call_bounded
+from .config import Options
 from .core.negotiate import Transport
-from .core.outbox import Offer, Outbox
-from .handler import Handler
+from .core.outbox import Outbox
+from .core.session import Delivery, SessionCore, State, StreamDecision
 from .logs import log_event, session_hash
-
-if TYPE_CHECKING:
-    from .backends.base import SessionStore
-    from .hub import Hub
-    from .registry import Registry
 
 logger = logging.getLogger("bullet_py")
 
@@ -42,12 +38,58 @@ class CloseReason:
     TOO_BIG = 1009
 
 
+class SessionHandler(Protocol):
+    """The four callbacks of a session (:class:`bullet_py.Handler` is the base class)."""
+
+    def on_open(self, conn: Connection) -> Any: ...
+    def on_message(self, conn: Connection, message: str) -> Any: ...
+    def on_info(self, conn: Connection, info: Any) -> Any: ...
+    def on_close(self, conn: Connection) -> Any: ...
+
+
+class SessionHost(Protocol):
+    """What a session needs from the table that holds it (the registry)."""
+
+    def join(self, conn: Connection, group: str) -> None: ...
+    def leave(self, conn: Connection, group: str) -> None: ...
+    def remove(self, conn: Connection) -> None: ...
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+
+
+class Pushes(Protocol):
+    """What a handler may do to other sessions (the hub)."""
+
+    async def send(self, session_id: str, message: str) -> bool: ...
+    async def broadcast(
+        self, message: str, *, group: str | None = None, exclude: str | None = None
+    ) -> int: ...
+    async def info(self, session_id: str, info: Any) -> bool: ...
+
+
+class SessionStoreView(Protocol):
+    """The part of a shared session store a session of this process uses."""
+
+    def push(self, session_id: str, message: str) -> bool: ...
+    def release(self, session_id: str) -> None: ...
+    def forget(self, session_id: str) -> None: ...
+    def parked(self, session_id: str) -> int: ...
+
+
 class _ParkedPoll:
+    """A long-poll waiting for a message: the future its request awaits."""
+
     __slots__ = ("alive", "future")
 
     def __init__(self, future: asyncio.Future[str | None], alive: Callable[[], bool]) -> None:
         self.future = future
         self.alive = alive
+
+    def is_open(self) -> bool:
+        return not self.future.done() and self.alive()
+
+    def answer(self, message: str | None) -> None:
+        if not self.future.done():
+            self.future.set_result(message)
 
 
 class Connection:
@@ -58,41 +100,43 @@ class Connection:
         *,
         session_id: str,
         transport: Transport,
-        handler: Handler,
-        registry: Registry,
+        handler: SessionHandler,
+        registry: SessionHost,
         options: Options,
+        hub: Pushes,
         request: Any = None,
     ) -> None:
         self.session_id = session_id
-        self.transport = transport
         self.handler = handler
         self.request = request
-        self.state: dict[str, Any] = {}
+        self.state: dict[str, Any] = {}  # the application's, per session
         self.groups: set[str] = set()
-        self.outbox = Outbox(options.outbox_max_messages, options.outbox_max_chars)
-        self.close_code = CloseReason.NORMAL
+        self.core = SessionCore(
+            transport,
+            Outbox(options.outbox_max_messages, options.outbox_max_chars),
+            options.overflow,
+        )
+        self.outbox = self.core.outbox
         self.last_active = time.monotonic()
-        self.attached = False  # a stream (WebSocket or event stream) owns delivery
-        self.eventsource_refused = False  # a message the event stream cannot carry is queued
         # With several processes: the shared store that knows this session (so a
         # POST landing on another process reaches it) and, for a polling
         # session, holds its queue (pushes go there; any process's poll takes).
-        self.store: SessionStore | None = None
+        self.store: SessionStoreView | None = None
         self.store_queue = False
         # Set by a transport that writes queued messages from a loop callback
         # (the WebSocket): called instead of waking wait_outgoing() callers
         # when a message is queued. It calls wake_writer() for what it leaves.
         self.on_queued: Callable[[], None] | None = None
+        self._hub = hub
         self._options = options
-        self._registry = registry
-        # Lists, not a deque and an asyncio.Event: empty, they cost a few bytes
-        # instead of a 600-byte block each, in every session.
-        self._polls: list[_ParkedPoll] = []
+        self._host = registry
+        # A handler that bounds its own message calls (a Stream router, which
+        # answers {error, timeout, _}) gets no second timer on on_message.
+        self._message_timeout = (
+            None if getattr(handler, "bounds_its_calls", False) else options.handler_timeout
+        )
         self._waiters: list[asyncio.Future[None]] = []  # wait_outgoing() callers
         self._lane = asyncio.Lock()
-        self._closing = False
-        self._finished = False
-        self._opened = False
 
     def __repr__(self) -> str:
         return f"<Connection {session_hash(self.session_id)} {self.transport.value}>"
@@ -100,13 +144,31 @@ class Connection:
     # --- what handlers and the program use ---------------------------------
 
     @property
-    def hub(self) -> Hub:
+    def hub(self) -> Pushes:
         """Push to other sessions, groups or everyone."""
-        return self._registry.hub
+        return self._hub
+
+    @property
+    def options(self) -> Options:
+        """The endpoint's options."""
+        return self._options
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background; the endpoint waits for it at shutdown."""
+        return self._host.spawn(coro)
+
+    @property
+    def transport(self) -> Transport:
+        """The transport serving the session now (or last)."""
+        return self.core.transport
 
     @property
     def closed(self) -> bool:
-        return self._closing
+        return self.core.closing
+
+    @property
+    def close_code(self) -> int:
+        return self.core.close_code
 
     def send(self, message: str) -> bool:
         """Queue ``message`` for the client; False if the session is closed or full.
@@ -116,86 +178,82 @@ class Connection:
         """
         if not isinstance(message, str):
             raise TypeError(f"messages are str, got {type(message).__name__}")
-        if self._closing:
-            return False
-        if self.store_queue and self.store is not None:
+        if self.store_queue and self.store is not None and not self.core.closing:
             return self.store.push(self.session_id, message)
-        while self._polls:
-            poll = self._polls.pop(0)
-            if poll.future.done() or not poll.alive():
-                _release(poll)  # its client left: answer it (204) so its request ends now
-                continue
-            if not self.outbox and message:
-                poll.future.set_result(message)
-                return True
-            self._polls.insert(0, poll)
-            break
-        policy = self._options.overflow
-        outcome = self.outbox.offer(message, drop_oldest=policy is Overflow.DROP_OLDEST)
-        if outcome is Offer.REFUSED:
-            log_event(
-                logging.WARNING,
-                "queue_overflow",
-                session=session_hash(self.session_id),
-                transport=self.transport.value,
-                policy=policy.value,
-                dropped=1,
-            )
-            if policy is Overflow.CLOSE:
-                self.close(CloseReason.POLICY)
+        delivery = self.core.push(message)
+        if delivery is Delivery.HANDED:
+            return True
+        if delivery is Delivery.QUEUED:
+            self._queued()
+            return True
+        if delivery is Delivery.REFUSED and self.core.closing:
             return False
-        if outcome is Offer.DROPPED_OLDEST:
-            log_event(
-                logging.WARNING,
-                "queue_overflow",
-                session=session_hash(self.session_id),
-                transport=self.transport.value,
-                policy=policy.value,
-                dropped=self.outbox.dropped,
-            )
-        if self.on_queued is not None:
-            self.on_queued()
-        else:
-            self._wake()
-        if self._polls:
-            self._feed_polls()
-        return True
+        self._overflowed(delivery)
+        if delivery is Delivery.DROPPED_OLDEST:
+            self._queued()
+            return True
+        if delivery is Delivery.OVERFLOW_CLOSE:
+            self.close(CloseReason.POLICY)
+        return False
 
     def close(self, code: int = CloseReason.NORMAL) -> None:
         """End the session. Its transport finishes up and ``on_close`` runs once."""
-        if self._closing:
+        if not self.core.close(code):
             return
-        self._closing = True
-        self.close_code = code
         self._wake()
-        while self._polls:
-            poll = self._polls.pop(0)
-            if not poll.future.done():
-                poll.future.set_result(None)
         if self.store is not None:
             self.store.release(self.session_id)
-        if not self.attached:
-            self._registry.spawn(self.finish())
+        if not self.core.held:
+            self._host.spawn(self.finish())
 
     def join(self, group: str) -> None:
         """Add the session to ``group`` so ``hub.broadcast(..., group=...)`` reaches it."""
-        if not self._closing:
-            self._registry.join(self, group)
+        if not self.core.closing:
+            self._host.join(self, group)
 
     def leave(self, group: str) -> None:
-        self._registry.leave(self, group)
+        self._host.leave(self, group)
 
     # --- what the transports use -------------------------------------------
+
+    @property
+    def attached(self) -> bool:
+        """A stream (WebSocket or event stream) owns delivery."""
+        return self.core.held
+
+    @property
+    def eventsource_refused(self) -> bool:
+        return self.core.state is State.STREAM_REFUSED
+
+    def stream_request(self, transport: Transport) -> StreamDecision:
+        return self.core.stream_request(transport)
+
+    def attach(self, transport: Transport) -> None:
+        self.core.attach(transport)
+
+    def detach(self) -> None:
+        """The stream ended; the session lives on (or finishes, if it was closing)."""
+        self.core.detach()
+        self.touch()
+
+    def refuse_streams(self) -> None:
+        """The head of the queue cannot travel on an event stream: polling must take it."""
+        self.core.cannot_carry()
+
+    def serve_polls(self) -> None:
+        """A poll now serves the session (unless a stream holds it)."""
+        core = self.core
+        if not core.held and not core.closing:
+            core.transport = Transport.POLL
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
 
     async def open(self) -> None:
         """Run the handler's ``on_open``; a failure there closes the session."""
-        self._opened = True
-        try:
-            await self._call(self.handler.on_open, self)
-        except _HandlerFailed:
+        self.core.opened = True
+        _, ok = await self._call(self.handler.on_open, (self,))
+        if not ok:
             self.close()
 
     async def handle_message(self, message: str) -> str | None:
@@ -204,35 +262,33 @@ class Connection:
         # on the path of every message.
         await self._lane.acquire()
         try:
-            if self._closing:
+            if self.core.closing:
                 return None
             self.touch()
-            try:
-                result = await self._call(self.handler.on_message, self, message)
-            except _HandlerFailed:
-                return None
+            result, _ = await self._call(
+                self.handler.on_message, (self, message), self._message_timeout
+            )
         finally:
             self._lane.release()
         if result is None or type(result) is str:
-            return result
+            return result  # (None, False) for a failed call: nothing to send
         return _as_reply(result, "on_message")
 
     async def handle_info(self, info: Any) -> None:
         """Give a program payload to ``on_info`` and push what it returns."""
         async with self._lane:
-            if self._closing:
+            if self.core.closing:
                 return
-            try:
-                result = await self._call(self.handler.on_info, self, info)
-            except _HandlerFailed:
-                return
+            result, ok = await self._call(self.handler.on_info, (self, info))
+        if not ok:
+            return
         reply = _as_reply(result, "on_info")
         if reply is not None:
             self.send(reply)
 
     async def wait_outgoing(self, timeout: float | None) -> bool:
         """Wait until a message is queued or the session closes; False on timeout."""
-        if self.outbox or self._closing:
+        if self.outbox or self.core.closing:
             return True
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -258,9 +314,8 @@ class Connection:
 
     def requeue(self, message: str) -> None:
         """Put back a message that could not be written: it goes out first next time."""
-        self.outbox.requeue(message)
+        self.core.requeue(message)
         self._wake()
-        self._feed_polls()
 
     async def poll(self, timeout: float, alive: Callable[[], bool]) -> str | None:
         """Park a long-poll until one message is ready; None on timeout or close.
@@ -269,31 +324,20 @@ class Connection:
         :meth:`requeue` it. ``alive`` tells whether the poll's client is still
         connected, so a message is never handed to a poll whose client left.
         """
-        if self.store_queue and self.store is not None:
-            # The web layer polls a shared queue with the store's take/requeue;
-            # this form counts the message delivered once handed over.
-            taken = await self.store.take(self.session_id, timeout, alive)
-            if taken is None:
-                return None
-            self.store.delivered(taken)
-            return taken.message
-        message = self._take_for_xhr()
-        if message is not None or self._closing:
+        core = self.core
+        message = core.take_for_xhr()
+        if message is not None or core.closing:
             return message
-        while len(self._polls) >= self._options.max_polls_per_session:
-            oldest = self._polls.pop(0)
-            if not oldest.future.done():
-                oldest.future.set_result(None)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str | None] = loop.create_future()
         parked = _ParkedPoll(future, alive)
-        self._polls.append(parked)
+        core.park(parked, self._options.max_polls_per_session)
         self.touch()
         if logger.isEnabledFor(logging.DEBUG):
             log_event(logging.DEBUG, "poll_parked", session=session_hash(self.session_id))
         # The poll timeout answers the future with None (cheaper than a
         # cancelling asyncio.timeout, and the same for whoever awaits it).
-        expiry = loop.call_at(loop.time() + timeout, _answer_none, future)
+        expiry = loop.call_at(loop.time() + timeout, parked.answer, None)
         try:
             return await future
         except BaseException:
@@ -304,37 +348,48 @@ class Connection:
             raise
         finally:
             expiry.cancel()
-            if parked in self._polls:
-                self._polls.remove(parked)
+            core.unpark(parked)
             self.touch()
 
     @property
     def parked_polls(self) -> int:
         if self.store_queue and self.store is not None:
-            return len(self._polls) + self.store.parked(self.session_id)
-        return len(self._polls)
+            return len(self.core.polls) + self.store.parked(self.session_id)
+        return len(self.core.polls)
+
+    @property
+    def may_expire(self) -> bool:
+        """Idle expiry applies now (no stream, no poll waiting, not closing)."""
+        return self.core.may_expire and not self.parked_polls
 
     async def finish(self) -> None:
         """Run ``on_close`` (exactly once) and forget the session."""
-        if self._finished:
+        if not self.core.finish():
             return
-        self._finished = True
-        self._closing = True
         self._wake()
-        while self._polls:
-            poll = self._polls.pop(0)
-            if not poll.future.done():
-                poll.future.set_result(None)
-        self._registry.remove(self)
+        self._host.remove(self)
         if self.store is not None:
             self.store.forget(self.session_id)
-        if self._opened:
-            try:
-                await self._call(self.handler.on_close, self)
-            except _HandlerFailed:
-                pass
+        if self.core.opened:
+            await self._call(self.handler.on_close, (self,))
 
     # --- internals ---------------------------------------------------------
+
+    def _queued(self) -> None:
+        if self.on_queued is not None:
+            self.on_queued()
+        else:
+            self._wake()
+
+    def _overflowed(self, delivery: Delivery) -> None:
+        log_event(
+            logging.WARNING,
+            "queue_overflow",
+            session=session_hash(self.session_id),
+            transport=self.transport.value,
+            policy=self._options.overflow.value,
+            dropped=self.outbox.dropped if delivery is Delivery.DROPPED_OLDEST else 1,
+        )
 
     def _wake(self) -> None:
         """Release every wait_outgoing() caller."""
@@ -344,122 +399,32 @@ class Connection:
                 if not waiter.done():
                     waiter.set_result(None)
 
-    def _take_for_xhr(self) -> str | None:
-        """The next message an XHR answer can carry (an empty one cannot)."""
-        while True:
-            message = self.outbox.take()
-            if message is None or message:
-                return message
-            log_event(logging.DEBUG, "empty_message_dropped", transport="poll")
+    async def _call(
+        self, callback: Callable[..., Any], args: tuple[Any, ...], timeout: float | None = -1.0
+    ) -> tuple[Any, bool]:
+        """Run a handler callback at the boundary; (result, True), or (None, False) if it failed.
 
-    def _feed_polls(self) -> None:
-        """Hand queued messages to parked polls, oldest poll first."""
-        while self._polls and self.outbox:
-            poll = self._polls.pop(0)
-            if poll.future.done() or not poll.alive():
-                _release(poll)
-                continue
-            message = self._take_for_xhr()
-            if message is None:
-                self._polls.insert(0, poll)
-                return
-            poll.future.set_result(message)
-
-    async def _call(self, callback: Callable[..., Any], *args: Any) -> Any:
-        """Run a handler callback with the timeout; contain everything it raises."""
+        ``timeout`` defaults to the endpoint's ``handler_timeout``.
+        """
+        if timeout is not None and timeout < 0:
+            timeout = self._options.handler_timeout
         try:
-            result = callback(*args)
-            if inspect.iscoroutine(result):
-                # Run the first step here: a handler that returns without ever
-                # suspending (most do) needs no timer, and a timer per message
-                # costs more than the rest of the dispatch together. The time
-                # limit counts from the first suspension.
-                try:
-                    step = result.send(None)
-                except StopIteration as done:
-                    return done.value
-                async with asyncio.timeout(self._options.handler_timeout):
-                    return await _Resume(result, step)
-            if inspect.isawaitable(result):
-                async with asyncio.timeout(self._options.handler_timeout):
-                    result = await result
-            return result
-        except TimeoutError:
-            name = getattr(callback, "__name__", "callback")
+            return await call_bounded(callback, args, timeout), True
+        except CallbackTimeout:
             log_event(
                 logging.ERROR,
                 "handler_timeout",
-                callback=name,
+                callback=getattr(callback, "__name__", "callback"),
                 session=session_hash(self.session_id),
             )
-            raise _HandlerFailed from None
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # a real cancellation (shutdown, client gone): let it through
-            name = getattr(callback, "__name__", "callback")
-            logger.error("handler %s raised CancelledError", name, exc_info=True)
-            raise _HandlerFailed from None
-        except (Exception, SystemExit, KeyboardInterrupt, GeneratorExit):
-            name = getattr(callback, "__name__", "callback")
+        except CallbackFailed as failed:
             logger.error(
                 "handler %s failed in session %s",
-                name,
+                getattr(callback, "__name__", "callback"),
                 session_hash(self.session_id),
-                exc_info=True,
+                exc_info=failed.original,
             )
-            raise _HandlerFailed from None
-
-
-def _answer_none(future: asyncio.Future[str | None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-class _Resume:
-    """Await the rest of a coroutine whose first step has already run.
-
-    What ``await`` does for a fresh coroutine, starting from the value its
-    first ``send(None)`` yielded: every later value, result and exception
-    (a cancellation included) passes between the task and the coroutine
-    unchanged.
-    """
-
-    __slots__ = ("_coro", "_step")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], step: Any) -> None:
-        self._coro = coro
-        self._step = step
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, step = self._coro, self._step
-        self._step = None
-        while True:
-            try:
-                sent = yield step
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    step = coro.throw(exc)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    step = coro.send(sent)
-                except StopIteration as done:
-                    return done.value
-
-
-def _release(poll: _ParkedPoll) -> None:
-    """End a parked poll with no message (its request then answers 204)."""
-    if not poll.future.done():
-        poll.future.set_result(None)
-
-
-class _HandlerFailed(Exception):
-    """A handler callback raised or timed out (already logged)."""
+        return None, False
 
 
 def _as_reply(result: Any, where: str) -> str | None:

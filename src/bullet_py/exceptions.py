@@ -1,15 +1,16 @@
 """Every error bullet_py raises, under one root.
 
 BulletError
-├── ProtocolError        the peer broke the wire contract; carries the HTTP status to answer
+├── ProtocolError        a request is refused; carries the HTTP status and log fields to answer
 ├── CodecError
 │   ├── DecodeError      a message could not be read as a term (carries a reason atom)
 │   └── EncodeError      a Python value cannot be written for a BERT-JS page
 ├── SessionError
-│   ├── SessionNotFound
-│   └── SessionClosed
-├── RouteError           a Stream action or model the server does not know
+│   └── SessionNotFound  the session is not (or no longer) where it was looked for
 └── BackendError         the shared backend (e.g. Redis) failed
+
+Stream-layer failures are not exceptions the application sees: the router
+answers them with ``{error, Reason, Detail}`` (docs/stream.md).
 """
 
 from __future__ import annotations
@@ -20,14 +21,37 @@ class BulletError(Exception):
 
 
 class ProtocolError(BulletError):
-    """The peer sent something the wire contract forbids.
+    """A request the endpoint refuses: what the peer sent, a limit, or the server's state.
 
-    ``status_hint`` is the HTTP status a server should answer with.
+    Raised where the rule is checked; one place in the aiohttp glue turns it
+    into the answer (``status_hint``, ``headers``, ``text``) and the one log
+    line (``event``, ``reason``; no line when ``event`` is empty).
+    ``close_connection`` ends the HTTP connection after the answer, leaving
+    an unread request body unread.
     """
 
-    def __init__(self, message: str, status_hint: int = 400) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str = "",
+        status_hint: int = 400,
+        *,
+        event: str = "",
+        reason: str = "",
+        headers: dict[str, str] | None = None,
+        text: str | None = None,
+        close_connection: bool = False,
+        length: int = 0,
+        session_id: str | None = None,
+    ) -> None:
+        super().__init__(message or f"{status_hint} {reason or event}".strip())
         self.status_hint = status_hint
+        self.event = event
+        self.reason = reason
+        self.headers = headers or {}
+        self.text = text
+        self.close_connection = close_connection
+        self.length = length
+        self.session_id = session_id
 
 
 class CodecError(BulletError):
@@ -53,19 +77,6 @@ class SessionError(BulletError):
 
 class SessionNotFound(SessionError):
     """No live session has that id."""
-
-
-class SessionClosed(SessionError):
-    """The session has already ended."""
-
-
-class RouteError(BulletError):
-    """A Stream action, model or method nobody registered."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 class BackendError(BulletError):

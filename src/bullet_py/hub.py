@@ -34,7 +34,6 @@ class Hub:
         self.broker: Broker = broker or MemoryBroker()
         self.store: SessionStore | None = self.broker.store
         self.process_id = secrets.token_hex(8)
-        registry.hub = self
 
     async def start(self) -> None:
         if self.store is not None:

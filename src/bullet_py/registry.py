@@ -21,7 +21,6 @@ from .logs import log_event
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .hub import Hub
 
 logger = logging.getLogger("bullet_py")
 
@@ -36,7 +35,6 @@ class Registry:
 
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.hub: Hub  # set by the Hub that owns this registry
         self._sessions: dict[str, Connection] = {}
         self._pending: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._groups: dict[str, set[str]] = {}
@@ -156,7 +154,7 @@ class Registry:
         idle = self.options.session_idle_timeout
         closed = 0
         for conn in list(self._sessions.values()):
-            if conn.attached or conn.parked_polls or conn.closed:
+            if not conn.may_expire:
                 continue
             if now - conn.last_active >= idle:
                 log_event(logging.INFO, "session_expired", transport=conn.transport.value)

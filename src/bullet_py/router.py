@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
+from .boundary import CallbackFailed, CallbackTimeout, call_bounded, call_in_thread
 from .codec import Codec
 from .codec.bert import BertCodec
 from .codec.json_codec import JsonCodec
@@ -48,8 +49,7 @@ from .handler import Handler
 from .logs import log_event, session_hash
 
 if TYPE_CHECKING:
-    from .connection import Connection
-    from .hub import Hub
+    from .connection import Connection, Pushes
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -142,7 +142,7 @@ class Context:
         self._loop = asyncio.get_running_loop()
 
     @property
-    def hub(self) -> Hub:
+    def hub(self) -> Pushes:
         """Push raw text to other sessions, groups or everyone."""
         return self.conn.hub
 
@@ -193,8 +193,7 @@ class Context:
             self._loop.call_soon_threadsafe(self._spawn_broadcast, text, group, exclude)
 
     def _spawn_broadcast(self, text: str, group: str | None, exclude: str | None) -> None:
-        hub = self.conn.hub
-        hub.registry.spawn(hub.broadcast(text, group=group, exclude=exclude))
+        self.conn.spawn(self.conn.hub.broadcast(text, group=group, exclude=exclude))
 
     def _on_loop(self) -> bool:
         try:
@@ -465,7 +464,7 @@ class Router:
         """The context for one session (its reply cap resolved from the endpoint)."""
         limit = self.max_reply_size
         if limit is None:
-            limit = conn.hub.registry.options.max_message_size
+            limit = conn.options.max_message_size
         return Context(self, conn, max_reply_size=limit)
 
     async def dispatch(self, ctx: Context, message: str) -> str | None:
@@ -569,48 +568,38 @@ class Router:
         return _ErrorReply(reason, clipped, ref)
 
     async def _invoke(self, ctx: Context, entry: _Entry, arg: Any) -> Any:
-        """Call a handler under its timeout; contain whatever it raises.
+        """Call a handler at the boundary (bullet_py.boundary) under its timeout.
 
-        ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` and a
-        ``CancelledError`` the handler raised itself are contained too; only a
-        cancellation of this task (``cancelling()`` went up) passes through.
+        A timeout answers ``{error, timeout, _}``; anything the handler raised
+        (``SystemExit``, ``GeneratorExit`` and a ``CancelledError`` of its own
+        making included) answers ``{error, handler_error, Id}``; only a real
+        cancellation of this task passes through.
         """
         timeout = entry.timeout if entry.timeout is not None else self.timeout
-        task = asyncio.current_task()
-        cancelling = task.cancelling() if task is not None else 0
-        deadline = asyncio.timeout(timeout)
         try:
-            async with deadline:
-                if entry.blocking:
-                    result = await asyncio.to_thread(_call_in_thread, entry.fn, ctx, arg)
-                else:
-                    result = entry.fn(ctx, arg)
-                if inspect.isawaitable(result):
-                    result = await result
-                return result
-        except BaseException as caught:
-            exc = caught.original if isinstance(caught, _ThreadRaised) else caught
-            if task is not None and task.cancelling() > cancelling:
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                raise asyncio.CancelledError() from exc
-            if isinstance(exc, TimeoutError) and deadline.expired():
-                log_event(
-                    logging.ERROR,
-                    "handler_timeout",
-                    handler=entry.label,
-                    timeout=timeout,
-                    session=session_hash(ctx.conn.session_id),
+            if entry.blocking:
+                return await call_bounded(
+                    asyncio.to_thread, (call_in_thread, entry.fn, ctx, arg), timeout
                 )
-                raise _ErrorReply("timeout", f"{timeout:g}s") from None
+            return await call_bounded(entry.fn, (ctx, arg), timeout)
+        except CallbackTimeout:
+            log_event(
+                logging.ERROR,
+                "handler_timeout",
+                handler=entry.label,
+                timeout=timeout,
+                session=session_hash(ctx.conn.session_id),
+            )
+            raise _ErrorReply("timeout", f"{timeout:g}s") from None
+        except CallbackFailed as failed:
             cid = secrets.token_hex(4)
             logger.error(
                 "stream handler %s raised %s [%s] in session %s",
                 entry.label,
-                type(exc).__name__,
+                type(failed.original).__name__,
                 cid,
                 session_hash(ctx.conn.session_id),
-                exc_info=exc,
+                exc_info=failed.original,
             )
             raise _ErrorReply("handler_error", cid) from None
 
@@ -657,28 +646,6 @@ class Router:
             return None
 
 
-class _ThreadRaised(Exception):
-    """Carries a non-Exception (GeneratorExit, SystemExit...) out of a worker thread.
-
-    Awaiting a future whose exception is ``GeneratorExit`` makes CPython 3.11
-    re-raise it in the awaiting coroutine even after it was handled there, so
-    such exceptions must not travel through the executor future as they are.
-    """
-
-    def __init__(self, original: BaseException) -> None:
-        super().__init__(type(original).__name__)
-        self.original = original
-
-
-def _call_in_thread(fn: Callable[..., Any], ctx: Context, arg: Any) -> Any:
-    try:
-        return fn(ctx, arg)
-    except Exception:
-        raise
-    except BaseException as exc:
-        raise _ThreadRaised(exc) from None
-
-
 def _bind_method(fallback: Callable[..., Any], method: str) -> Callable[..., Any]:
     """``sync(ctx, method, props)`` seen as ``method(ctx, props)`` for one fixed method."""
 
@@ -700,6 +667,10 @@ class StreamHandler(Handler):
     The Connection runs its callbacks one at a time per session, so replies
     keep the order of the messages that caused them.
     """
+
+    # The router bounds each action with its own timeout and answers
+    # {error, timeout, _}: the connection adds no second timer to on_message.
+    bounds_its_calls = True
 
     def __init__(self, router: Router) -> None:
         self.router = router

@@ -138,7 +138,7 @@ async def test_68_push_after_the_parked_poll_died_is_queued_not_written(cancella
             await wait_for(lambda: conn.parked_polls == 1)
             proxy.conns[0].cut()
             # The server notices: the poll is released (cancelled) or marked dead.
-            await wait_for(lambda: all(not p.alive() for p in conn._polls))
+            await wait_for(lambda: all(not p.alive() for p in conn.core.polls))
             message = ledger.stamp("s")
             assert conn.send(message)
             assert list(conn.outbox) == [message]  # queued, not written into the dead socket

@@ -196,7 +196,7 @@ async def test_aborted_poll_loses_nothing(aiohttp_client):
         await wait_for(lambda: conn.parked_polls == 1)
         parked.cancel()
     # The aborted GET's socket is closed; its poll must not swallow M.
-    await wait_for(lambda: all(not p.alive() for p in conn._polls))
+    await wait_for(lambda: all(not p.alive() for p in conn.core.polls))
     await endpoint.hub.send(sid, "M")
     resp = await client.get("/bullet", headers=POLL_HEADERS)
     assert resp.status == 200
@@ -225,7 +225,7 @@ async def test_failed_write_puts_the_message_back_at_the_head(aiohttp_client):
     await wait_for(lambda: endpoint.registry.get(sid) is not None)
     conn = endpoint.registry.get(sid)
     await wait_for(lambda: conn.parked_polls == 1)
-    poll = conn._polls[0]
+    poll = conn.core.polls[0]
     poll.alive = lambda: True  # the race: still looked alive at hand-over
     writer.close()
     await writer.wait_closed()

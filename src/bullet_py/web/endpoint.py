@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import string
 from typing import Any
 
 from aiohttp import web
@@ -16,17 +15,15 @@ from ..connection import CloseReason, Connection
 from ..core.negotiate import ALLOW_HEADER, Transport, select_transport
 from ..core.origin import normalise_origin, origin_allowed, own_origin
 from ..core.ratelimit import RateLimiter
-from ..exceptions import BackendError
+from ..exceptions import BackendError, ProtocolError
 from ..handler import HandlerFactory
 from ..hub import Hub
 from ..logs import log_event, reject
 from ..registry import Registry, new_session_id
 from . import eventsource, polling, websocket
-from .tabs import tab_id
+from .exchange import Exchange
 
 logger = logging.getLogger("bullet_py")
-
-_TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
 
 CORS_ALLOW_HEADERS = "Content-Type, X-Socket-Transport, X-Requested-With, X-Bullet-Tab"
 
@@ -97,46 +94,46 @@ class BulletEndpoint:
                 log_event(logging.WARNING, "backend_unavailable", during="sweep", error=exc)
             self.registry.sweep()
 
-    # --- sessions -------------------------------------------------------------
+    # --- sessions (what the transports may use: see exchange.Services) -------
 
     def create_connection(
-        self,
-        transport: Transport,
-        request: web.Request,
-        *,
-        session_id: str | None = None,
-        register: bool = True,
+        self, exchange: Exchange, *, session_id: str | None = None, register: bool = True
     ) -> Connection:
         conn = Connection(
             session_id=session_id or new_session_id(),
-            transport=transport,
+            transport=exchange.transport,
             handler=self.handler_factory(),
             registry=self.registry,
             options=self.options,
-            request=request,
+            hub=self.hub,
+            request=exchange.request,
         )
         if register:
             self.registry.add(conn)
             store = self.hub.store
-            if store is not None and transport is Transport.EVENTSOURCE:
+            if store is not None and exchange.transport is Transport.EVENTSOURCE:
                 # Several processes: the stream's POSTs may land on any of them.
                 conn.store = store
                 store.adopt(conn.session_id, queued=False)
         return conn
 
-    def refuse_new_session(self, transport: Transport) -> web.Response | None:
-        """503 when the session table is full or the server is stopping."""
+    def check_capacity(self, transport: Transport) -> None:
+        """Refuse (503) a new session when the table is full or the server is stopping."""
         if self.shutting_down or self.registry.full:
-            reject("session_limit", "full", transport=transport.value)
-            return web.Response(status=503, headers={"Retry-After": "5"})
-        return None
+            raise ProtocolError(
+                "no room for a new session",
+                503,
+                event="session_limit",
+                reason="full",
+                headers={"Retry-After": "5"},
+            )
 
-    def set_cookie(self, request: web.Request, response: web.StreamResponse, sid: str) -> None:
+    def set_cookie(self, exchange: Exchange, response: web.StreamResponse, sid: str) -> None:
         """Name the session in a cookie; a tab's cookie is its own and expires unused."""
-        tabbed = tab_id(request) is not None
         opts = self.options
+        request = exchange.request
         response.set_cookie(
-            self.cookie_name(request),
+            exchange.cookie_name,
             sid,
             path=request.path,
             httponly=True,
@@ -148,43 +145,10 @@ class BulletEndpoint:
             max_age=(
                 int(2 * opts.session_idle_timeout + opts.poll_timeout + (opts.stream_lifetime or 0))
                 + 60
-                if tabbed
+                if exchange.tab is not None
                 else None
             ),
         )
-
-    def cookie_name(self, request: web.Request) -> str:
-        """``bullet_sid``, or ``bullet_sid.<tab>`` for a client that names its tab.
-
-        Tabs of one browser share cookies, so with the original client they
-        share a session. The project's client sends a tab id (``X-Bullet-Tab``,
-        or ``bullet_tab`` in an EventSource URL), and each tab then has a
-        cookie, so a session, of its own. The id only picks which cookie to
-        read: session ids are still issued by the server, never taken from it.
-        """
-        tab = tab_id(request)
-        return self.options.cookie_name if tab is None else f"{self.options.cookie_name}.{tab}"
-
-    def session_cookie(self, request: web.Request) -> str | None:
-        """The session id in the request's cookie ("" or None when there is none).
-
-        Read by hand when the header holds no quoting and the value is a plain
-        token (every id this server issues is): aiohttp's full cookie parser
-        costs more than the rest of a poll's routing. Anything else goes to it.
-        """
-        header = request.headers.get("Cookie")
-        name = self.cookie_name(request)
-        if header is None or name not in header:
-            return None
-        if '"' not in header:
-            value = None
-            for part in header.split(";"):
-                key, sep, rest = part.partition("=")
-                if key.strip() == name:
-                    value = rest.strip() if sep else ""
-            if value is None or _TOKEN_CHARS.issuperset(value):
-                return value
-        return request.cookies.get(name)
 
     # --- the view ---------------------------------------------------------------
 
@@ -198,27 +162,34 @@ class BulletEndpoint:
             polling=opts.polling,
         )
         transport = decision.transport
-        if transport is Transport.REJECT:
-            reject("bad_request", f"status_{decision.status}", transport=request.method[:16])
-            headers = {"Allow": ALLOW_HEADER} if decision.status == 405 else None
-            return web.Response(status=decision.status, headers=headers)
-        origin = request.headers.get("Origin")
-        if transport is Transport.PREFLIGHT:
-            return self._preflight(request, origin)
-        if not self._origin_ok(request, origin):
-            reject("cross_origin", "origin", transport=transport.value)
-            return web.Response(status=403)
-        if self.shutting_down:
-            return web.Response(status=503, headers={"Retry-After": "5"})
-        response: web.StreamResponse
-        if transport is Transport.WEBSOCKET:
-            response = await websocket.serve(self, request)
-        elif transport is Transport.EVENTSOURCE:
-            response = await eventsource.serve(self, request)
-        elif transport is Transport.POLL:
-            response = await polling.serve_poll(self, request)
-        else:
-            response = await polling.serve_send(self, request)
+        try:
+            if transport is Transport.REJECT:
+                raise ProtocolError(
+                    "",
+                    decision.status,
+                    event="bad_request",
+                    reason=f"status_{decision.status}",
+                    headers={"Allow": ALLOW_HEADER} if decision.status == 405 else None,
+                )
+            origin = request.headers.get("Origin")
+            if transport is Transport.PREFLIGHT:
+                return self._preflight(origin)
+            if not self._origin_ok(request, origin):
+                raise ProtocolError("", 403, event="cross_origin", reason="origin")
+            if self.shutting_down:
+                raise ProtocolError("stopping", 503, headers={"Retry-After": "5"})
+            exchange = Exchange(request, transport, opts.cookie_name)
+            response: web.StreamResponse
+            if transport is Transport.WEBSOCKET:
+                response = await websocket.serve(self, exchange)
+            elif transport is Transport.EVENTSOURCE:
+                response = await eventsource.serve(self, exchange)
+            elif transport is Transport.POLL:
+                response = await polling.serve_poll(self, exchange)
+            else:
+                response = await polling.serve_send(self, exchange)
+        except ProtocolError as refused:
+            response = await _refusal(request, transport, refused)
         if not response.prepared:
             response.headers.update(self.cors_headers(request))
         return response
@@ -240,11 +211,12 @@ class BulletEndpoint:
         normal = normalise_origin(origin)
         return origin if normal is not None and normal in allowed else None
 
-    def _preflight(self, request: web.Request, origin: str | None) -> web.Response:
+    def _preflight(self, origin: str | None) -> web.Response:
         allowed = self._explicitly_allowed(origin)
         if allowed is None:
-            reject("bad_request", "preflight", transport="options")
-            return web.Response(status=405, headers={"Allow": ALLOW_HEADER})
+            raise ProtocolError(
+                "", 405, event="bad_request", reason="preflight", headers={"Allow": ALLOW_HEADER}
+            )
         return web.Response(
             status=204,
             headers={
@@ -267,6 +239,39 @@ class BulletEndpoint:
             "Access-Control-Allow-Credentials": "true",
             "Vary": "Origin",
         }
+
+
+async def _refusal(
+    request: web.Request, transport: Transport, refused: ProtocolError
+) -> web.StreamResponse:
+    """The one place a refusal becomes an answer (and its one log line)."""
+    if refused.event:
+        label = request.method[:16] if transport is Transport.REJECT else transport.value
+        if transport is Transport.PREFLIGHT:
+            label = "options"
+        reject(
+            refused.event,
+            refused.reason,
+            transport=label,
+            session_id=refused.session_id,
+            length=refused.length,
+        )
+    if not refused.close_connection:
+        return web.Response(status=refused.status_hint, headers=refused.headers, text=refused.text)
+    # Answer, then close the connection leaving the rest of the body unread:
+    # otherwise aiohttp would read (and inflate, if compressed) what the client
+    # still sends before the next request on the connection.
+    response = web.Response(
+        status=refused.status_hint, headers={**refused.headers, "Connection": "close"}
+    )
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass
+    if request.transport is not None:
+        request.transport.close()
+    return response
 
 
 def describe(endpoint: BulletEndpoint) -> dict[str, Any]:

@@ -15,45 +15,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from ..connection import Connection
 from ..core import sse
 from ..core.negotiate import Transport
+from ..core.session import REFUSAL_STATUS, StreamDecision
+from ..exceptions import ProtocolError
 from ..logs import log_event, reject, session_hash
-from .tabs import tab_id
-
-if TYPE_CHECKING:
-    from .endpoint import BulletEndpoint
+from .exchange import Exchange, Services
 
 _WRITE_ERRORS = (ConnectionError, RuntimeError)
 
 
-async def serve(endpoint: BulletEndpoint, request: web.Request) -> web.StreamResponse:
+async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     opts = endpoint.options
-    conn = endpoint.registry.get(endpoint.session_cookie(request))
-    if conn is not None and conn.eventsource_refused and not conn.closed:
+    request = exchange.request
+    conn = endpoint.registry.get(exchange.session_id)
+    decision = StreamDecision.FRESH if conn is None else conn.stream_request(Transport.EVENTSOURCE)
+    if decision is StreamDecision.REFUSE:
+        assert conn is not None
         log_event(logging.INFO, "eventsource_refused", session=session_hash(conn.session_id))
-        return web.Response(status=406)
-    # Resume only a detached event-stream session; a polling tab's cookie, or a
-    # session another stream holds, gets a session of its own.
-    fresh = (
-        conn is None or conn.attached or conn.closed or conn.transport is not Transport.EVENTSOURCE
-    )
+        raise ProtocolError("event stream refused: poll instead", REFUSAL_STATUS)
+    fresh = decision is StreamDecision.FRESH
     if fresh:
-        refused = endpoint.refuse_new_session(Transport.EVENTSOURCE)
-        if refused is not None:
-            return refused
-        conn = endpoint.create_connection(Transport.EVENTSOURCE, request)
+        endpoint.check_capacity(Transport.EVENTSOURCE)
+        conn = endpoint.create_connection(exchange)
     assert conn is not None
     response = web.StreamResponse(status=200, headers=sse.HEADERS)
     response.headers.update(endpoint.cors_headers(request))
-    if fresh or tab_id(request) is not None:  # a tab's cookie is renewed by each stream
-        endpoint.set_cookie(request, response, conn.session_id)
-    conn.attached = True
-    conn.transport = Transport.EVENTSOURCE
+    if fresh or exchange.tab is not None:  # a tab's cookie is renewed by each stream
+        endpoint.set_cookie(exchange, response, conn.session_id)
+    conn.attach(Transport.EVENTSOURCE)
     try:
         try:
             await response.prepare(request)
@@ -71,8 +65,7 @@ async def serve(endpoint: BulletEndpoint, request: web.Request) -> web.StreamRes
         if not conn.closed:
             await _end(request, response, opts.write_timeout, conn.session_id)
     finally:
-        conn.attached = False
-        conn.touch()
+        conn.detach()
         if conn.closed:
             await conn.finish()
     return response
@@ -126,7 +119,7 @@ async def _stream(
                 return
             message = conn.outbox.peek()
             if message and not sse.can_carry(message):
-                conn.eventsource_refused = True
+                conn.refuse_streams()
                 log_event(
                     logging.INFO,
                     "eventsource_to_polling",

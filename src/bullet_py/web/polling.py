@@ -18,21 +18,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from ..backends.base import Located, Placement, SessionStore
+from ..connection import Connection
 from ..core.negotiate import Transport
 from ..core.text import TEXT_CONTENT_TYPE, exceeds, max_utf8_bytes, xhr_body
-from ..exceptions import BackendError, SessionNotFound
-from ..logs import first_time, log_event, reject, session_hash
+from ..exceptions import BackendError, ProtocolError, SessionNotFound
+from ..logs import first_time, log_event, session_hash
 from ..registry import new_session_id
-from .tabs import tab_id
-
-if TYPE_CHECKING:
-    from ..connection import Connection
-    from .endpoint import BulletEndpoint
+from .exchange import Exchange, Services
 
 _WRITE_ERRORS = (ConnectionError, RuntimeError)
 
@@ -52,17 +48,20 @@ class _Elsewhere:
         return await self.store.forward(self.home, self.session_id, message)
 
 
-def _unavailable(transport: Transport, during: str) -> web.Response:
+def _unavailable(transport: Transport, during: str) -> ProtocolError:
     """503: the shared store cannot be reached; the original client retries."""
     log_event(logging.WARNING, "backend_unavailable", during=during, transport=transport.value)
-    return web.Response(status=503, headers={"Retry-After": "1"})
+    return ProtocolError("backend unavailable", 503, headers={"Retry-After": "1"})
 
 
-async def _live_session(
-    endpoint: BulletEndpoint, request: web.Request, transport: Transport
-) -> Connection | _Elsewhere | web.Response | None:
-    """The session the request's cookie names, waking a pending one; None if neither."""
-    session_id = endpoint.session_cookie(request)
+async def _live_session(endpoint: Services, exchange: Exchange) -> Connection | _Elsewhere | None:
+    """The session the request's cookie names, waking a pending one; None if neither.
+
+    Raises:
+        ProtocolError: 503 when the store cannot be reached or no session may start.
+    """
+    session_id = exchange.session_id
+    transport = exchange.transport
     conn = endpoint.registry.get(session_id)
     if conn is not None and not conn.closed:
         return conn
@@ -75,17 +74,18 @@ async def _live_session(
         try:
             located = await store.locate(session_id)
         except BackendError:
-            return _unavailable(transport, "locate")
+            raise _unavailable(transport, "locate") from None
         if located.placement is Placement.ELSEWHERE:
             return _Elsewhere(store, session_id, located)
         claimed = located.placement is Placement.CLAIMED
     if claimed:
-        refused = endpoint.refuse_new_session(transport)
-        if refused is not None:
+        try:
+            endpoint.check_capacity(transport)
+        except ProtocolError:
             if store is not None and session_id:
                 store.forget(session_id)
-            return refused
-        conn = endpoint.create_connection(transport, request, session_id=session_id)
+            raise
+        conn = endpoint.create_connection(exchange, session_id=session_id)
         if store is not None and session_id:
             conn.store = store
             conn.store_queue = True
@@ -102,18 +102,12 @@ async def _live_session(
     return None
 
 
-async def serve_poll(endpoint: BulletEndpoint, request: web.Request) -> web.StreamResponse:
-    found = await _live_session(endpoint, request, Transport.POLL)
-    if isinstance(found, web.Response):
-        return found
+async def serve_poll(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
+    request = exchange.request
+    found = await _live_session(endpoint, exchange)
     if isinstance(found, _Elsewhere) and not found.queued:
         found = None  # an event stream's session: its queue is not in the store
-    if (
-        found is not None
-        and not isinstance(found, _Elsewhere)
-        and found.attached
-        and found.transport is Transport.EVENTSOURCE
-    ):
+    if isinstance(found, Connection) and not found.core.poll_allowed():
         found = None  # another tab's live event stream: never take its messages
     if found is None:
         first = web.Response(status=204)
@@ -125,16 +119,16 @@ async def serve_poll(endpoint: BulletEndpoint, request: web.Request) -> web.Stre
             try:
                 await store.issue_pending(session_id)
             except BackendError:
-                return _unavailable(Transport.POLL, "issue_pending")
-        endpoint.set_cookie(request, first, session_id)
+                raise _unavailable(Transport.POLL, "issue_pending") from None
+        endpoint.set_cookie(exchange, first, session_id)
         return first
     if isinstance(found, _Elsewhere):
-        return await _serve_shared_poll(endpoint, request, found.store, found.session_id, None)
+        return await _serve_shared_poll(endpoint, exchange, found.store, found.session_id, None)
     conn = found
     if conn.store_queue and conn.store is not None:
-        return await _serve_shared_poll(endpoint, request, conn.store, conn.session_id, conn)
-    if not conn.attached:
-        conn.transport = Transport.POLL
+        assert isinstance(conn.store, SessionStore)
+        return await _serve_shared_poll(endpoint, exchange, conn.store, conn.session_id, conn)
+    conn.serve_polls()
     peer = request.transport
 
     def alive() -> bool:
@@ -143,27 +137,28 @@ async def serve_poll(endpoint: BulletEndpoint, request: web.Request) -> web.Stre
     message = await conn.poll(endpoint.options.poll_timeout, alive)
     if message is None:
         empty = web.Response(status=204)
-        _renew_tab_cookie(endpoint, request, empty, conn.session_id)
+        _renew_tab_cookie(endpoint, exchange, empty, conn.session_id)
         return empty
     response, _ = await _answer_poll(
-        endpoint, request, conn.session_id, message, lambda: conn.requeue(message)
+        endpoint, exchange, conn.session_id, message, lambda: conn.requeue(message)
     )
     return response
 
 
 async def _answer_poll(
-    endpoint: BulletEndpoint,
-    request: web.Request,
+    endpoint: Services,
+    exchange: Exchange,
     session_id: str,
     message: str,
     put_back: Callable[[], None],
 ) -> tuple[web.StreamResponse, bool]:
     """Write one message as a poll's answer; False (after ``put_back``) if the client left."""
+    request = exchange.request
     body = xhr_body(message)
     response = web.StreamResponse(status=200, headers={"Content-Type": TEXT_CONTENT_TYPE})
     response.headers.update(endpoint.cors_headers(request))
     response.content_length = len(body)
-    _renew_tab_cookie(endpoint, request, response, session_id)
+    _renew_tab_cookie(endpoint, exchange, response, session_id)
     try:
         await response.prepare(request)
         await response.write(body)
@@ -179,30 +174,30 @@ async def _answer_poll(
 
 
 def _renew_tab_cookie(
-    endpoint: BulletEndpoint, request: web.Request, response: web.StreamResponse, sid: str
+    endpoint: Services, exchange: Exchange, response: web.StreamResponse, sid: str
 ) -> None:
     """A tab's cookie expires unless used: every answer to its polls renews it."""
-    if tab_id(request) is not None:
-        endpoint.set_cookie(request, response, sid)
+    if exchange.tab is not None:
+        endpoint.set_cookie(exchange, response, sid)
 
 
 async def _serve_shared_poll(
-    endpoint: BulletEndpoint,
-    request: web.Request,
+    endpoint: Services,
+    exchange: Exchange,
     store: SessionStore,
     session_id: str,
     conn: Connection | None,
 ) -> web.StreamResponse:
     """A poll of a session whose queue is in the store (``conn`` if its home is here)."""
-    peer = request.transport
+    peer = exchange.request.transport
 
     def alive() -> bool:
         return peer is not None and not peer.is_closing()
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + endpoint.options.poll_timeout
-    if conn is not None and not conn.attached:
-        conn.transport = Transport.POLL
+    if conn is not None:
+        conn.serve_polls()
     while True:
         if conn is not None:
             conn.touch()
@@ -218,26 +213,24 @@ async def _serve_shared_poll(
         store.delivered(taken)  # an empty message cannot travel by XHR
         log_event(logging.DEBUG, "empty_message_dropped", transport="poll")
     response, written = await _answer_poll(
-        endpoint, request, session_id, taken.message, lambda: store.requeue(taken)
+        endpoint, exchange, session_id, taken.message, lambda: store.requeue(taken)
     )
     if written:
         store.delivered(taken)
     return response
 
 
-async def serve_send(endpoint: BulletEndpoint, request: web.Request) -> web.StreamResponse:
+async def serve_send(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     opts = endpoint.options
-    if _rate_limited(endpoint, request) is not None:
-        return await _refuse(request, 429, {"Retry-After": "1"})
+    request = exchange.request
+    _check_rate(endpoint, exchange)
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding != "identity":
-        reject("bad_body", "content_encoding", transport="post")
-        return await _refuse(request, 415)
+        raise _refused(415, "bad_body", "content_encoding")
     limit = max_utf8_bytes(opts.max_message_size)
     declared = request.content_length
     if declared is not None and declared > limit:
-        reject("too_big", "content_length", transport="post", length=declared)
-        return await _refuse(request, 413)
+        raise _refused(413, "too_big", "content_length", length=declared)
     chunks: list[bytes] = []
     size = 0
     try:
@@ -245,25 +238,26 @@ async def serve_send(endpoint: BulletEndpoint, request: web.Request) -> web.Stre
             async for chunk in request.content.iter_any():
                 size += len(chunk)
                 if size > limit:
-                    reject("too_big", "body", transport="post", length=size)
-                    return await _refuse(request, 413)
+                    raise _refused(413, "too_big", "body", length=size)
                 chunks.append(chunk)
     except TimeoutError:
-        reject("slow_body", "body_timeout", transport="post", length=size)
-        return await _refuse(request, 408)
+        raise _refused(408, "slow_body", "body_timeout", length=size) from None
     try:
         text = b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
-        reject("bad_body", "bad_encoding", transport="post", length=size)
-        return web.Response(status=400, text="body is not UTF-8")
+        raise ProtocolError(
+            "body is not UTF-8",
+            400,
+            event="bad_body",
+            reason="bad_encoding",
+            text="body is not UTF-8",
+            length=size,
+        ) from None
     if exceeds(text, opts.max_message_size):
-        reject("too_big", "message_size", transport="post", length=len(text))
-        return web.Response(status=413)
+        raise ProtocolError("", 413, event="too_big", reason="message_size", length=len(text))
     if not text:
         return web.Response(status=204)  # an empty message cannot travel by POST
-    found = await _live_session(endpoint, request, Transport.SEND)
-    if isinstance(found, web.Response):
-        return found
+    found = await _live_session(endpoint, exchange)
     if isinstance(found, _Elsewhere):
         try:
             return _send_reply(await found.handle_message(text))
@@ -275,10 +269,10 @@ async def serve_send(endpoint: BulletEndpoint, request: web.Request) -> web.Stre
             log_event(logging.WARNING, "forward_timeout", session=session_hash(found.session_id))
             return web.Response(status=202)
         except BackendError:
-            return _unavailable(Transport.SEND, "forward")
+            raise _unavailable(Transport.SEND, "forward") from None
     if found is None:
         # No session: like the original server, a handler for this one message.
-        conn = endpoint.create_connection(Transport.SEND, request, register=False)
+        conn = endpoint.create_connection(exchange, register=False)
         await conn.open()
         reply = await conn.handle_message(text)
         await conn.finish()
@@ -287,40 +281,35 @@ async def serve_send(endpoint: BulletEndpoint, request: web.Request) -> web.Stre
     return _send_reply(reply)
 
 
-def _rate_limited(endpoint: BulletEndpoint, request: web.Request) -> str | None:
-    """Which POST rate (``session`` or ``address``) this request exceeds, if any."""
+def _refused(status: int, event: str, reason: str, *, length: int = 0) -> ProtocolError:
+    """A POST refused before its body is read whole: the connection closes after the answer."""
+    return ProtocolError(
+        "", status, event=event, reason=reason, length=length, close_connection=True
+    )
+
+
+def _check_rate(endpoint: Services, exchange: Exchange) -> None:
+    """Refuse (429) a POST over its session's or its address's rate."""
     per_session, per_address = endpoint.post_limits
     if per_session is None and per_address is None:
-        return None
+        return
     now = asyncio.get_running_loop().time()
-    session_id = endpoint.session_cookie(request)
+    session_id = exchange.session_id
+    which = None
     if per_session is not None and session_id and not per_session.allow(session_id, now):
-        reject("rate_limited", "session", transport="post", session_id=session_id)
-        return "session"
-    if per_address is not None and not per_address.allow(request.remote or "-", now):
-        reject("rate_limited", "address", transport="post", session_id=session_id)
-        return "address"
-    return None
-
-
-async def _refuse(
-    request: web.Request, status: int, headers: dict[str, str] | None = None
-) -> web.StreamResponse:
-    """Answer ``status`` and close the connection, leaving the rest of the body unread.
-
-    Otherwise aiohttp would read (and inflate, for a compressed body) what the
-    client still sends before the next request on the connection.
-    """
-    response = web.Response(status=status, headers={**(headers or {}), "Connection": "close"})
-    try:
-        await response.prepare(request)
-        await response.write_eof()
-    except _WRITE_ERRORS:
-        pass
-    transport = request.transport
-    if transport is not None:
-        transport.close()
-    return response
+        which = "session"
+    elif per_address is not None and not per_address.allow(exchange.request.remote or "-", now):
+        which = "address"
+    if which is not None:
+        raise ProtocolError(
+            "",
+            429,
+            event="rate_limited",
+            reason=which,
+            headers={"Retry-After": "1"},
+            close_connection=True,
+            session_id=session_id,
+        )
 
 
 def _send_reply(reply: str | None) -> web.Response:

@@ -8,25 +8,25 @@ import logging
 import struct
 import time
 import weakref
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from aiohttp import WSMsgType, web
 
 from ..connection import CloseReason, Connection
 from ..core.negotiate import Transport
 from ..core.text import exceeds, max_utf8_bytes
+from ..exceptions import ProtocolError
 from ..logs import log_event, reject, session_hash
-
-if TYPE_CHECKING:
-    from .endpoint import BulletEndpoint
+from .exchange import Exchange, Services
 
 logger = logging.getLogger("bullet_py")
 
 _SEND_ERRORS = (ConnectionError, RuntimeError)
 
 
-async def serve(endpoint: BulletEndpoint, request: web.Request) -> web.StreamResponse:
+async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     opts = endpoint.options
+    request = exchange.request
     ws = web.WebSocketResponse(
         heartbeat=None,  # pings are _Keepalive's (see there)
         max_msg_size=max_utf8_bytes(opts.max_message_size),
@@ -35,23 +35,27 @@ async def serve(endpoint: BulletEndpoint, request: web.Request) -> web.StreamRes
     )
     if request.headers.get("Sec-WebSocket-Version", "").strip() != "13":
         # aiohttp also takes the drafts 7 and 8; browsers only speak RFC 6455.
-        reject("bad_handshake", "version", transport="websocket")
-        return web.Response(status=426, headers={"Sec-WebSocket-Version": "13"})
+        raise ProtocolError(
+            "",
+            426,
+            event="bad_handshake",
+            reason="version",
+            headers={"Sec-WebSocket-Version": "13"},
+        )
     ready = ws.can_prepare(request)
     if not ready.ok:
-        reject("bad_handshake", "websocket", transport="websocket")
-        return web.Response(status=400, text="bad WebSocket handshake")
-    refused = endpoint.refuse_new_session(Transport.WEBSOCKET)
-    if refused is not None:
-        return refused
+        raise ProtocolError(
+            "", 400, event="bad_handshake", reason="websocket", text="bad WebSocket handshake"
+        )
+    endpoint.check_capacity(Transport.WEBSOCKET)
     ws.headers.update(endpoint.cors_headers(request))
     try:
         await ws.prepare(request)
     except _SEND_ERRORS:
         log_event(logging.DEBUG, "websocket_gone", transport="websocket")
         return ws  # the client left during the handshake: no session was made
-    conn = endpoint.create_connection(Transport.WEBSOCKET, request)
-    conn.attached = True
+    conn = endpoint.create_connection(exchange)
+    conn.attach(Transport.WEBSOCKET)
     conn.on_queued = _Flusher(conn, ws, request)
     keepalive = (
         None
@@ -81,7 +85,7 @@ async def serve(endpoint: BulletEndpoint, request: web.Request) -> web.StreamRes
         finally:
             # Even when this task is cancelled meanwhile (the client left and aiohttp
             # cancels handlers, or a shutdown), on_close must run, exactly once.
-            conn.attached = False
+            conn.detach()
             await asyncio.shield(endpoint.registry.spawn(conn.finish()))
     return ws
 

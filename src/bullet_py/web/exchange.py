@@ -1,0 +1,97 @@
+"""What a transport gets: the request read once, and a narrow view of its endpoint.
+
+The endpoint reads the session cookie and the tab id once per request into an
+:class:`Exchange`; each transport then works from that and from
+:class:`Services`, the few things of the endpoint it may use. Transports never
+import the endpoint, so the endpoint can import them.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Protocol
+
+from aiohttp import web
+
+from ..config import Options
+from ..connection import Connection
+from ..core.negotiate import Transport
+from ..core.ratelimit import RateLimiter
+from ..hub import Hub
+from ..registry import Registry
+
+_TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
+_TAB_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
+
+
+class Exchange:
+    """One request at the endpoint, with what every transport asks of it read once."""
+
+    __slots__ = ("cookie_name", "request", "session_id", "tab", "transport")
+
+    def __init__(self, request: web.Request, transport: Transport, cookie_base: str) -> None:
+        self.request = request
+        self.transport = transport
+        self.tab = tab_id(request)
+        # Tabs of one browser share cookies, so with the original client they
+        # share a session. The project's client names its tab, and each tab
+        # then has a cookie (so a session) of its own. The id only picks which
+        # cookie to read: session ids are still issued by the server.
+        self.cookie_name = cookie_base if self.tab is None else f"{cookie_base}.{self.tab}"
+        self.session_id = read_cookie(request, self.cookie_name)
+
+
+def tab_id(request: web.Request) -> str | None:
+    """The tab id the project's client sends, if well formed (8 to 64 token characters).
+
+    ``X-Bullet-Tab`` on polls and POSTs; ``bullet_tab`` in the query of an
+    EventSource URL, which cannot carry headers.
+    """
+    tab = request.headers.get("X-Bullet-Tab") or request.query.get("bullet_tab")
+    if tab and 8 <= len(tab) <= 64 and _TAB_CHARS.issuperset(tab):
+        return tab
+    return None
+
+
+def read_cookie(request: web.Request, name: str) -> str | None:
+    """The value of cookie ``name`` ("" or None when there is none).
+
+    Read by hand when the header holds no quoting and the value is a plain
+    token (every id this server issues is): aiohttp's full cookie parser
+    costs more than the rest of a poll's routing. Anything else goes to it.
+    """
+    header = request.headers.get("Cookie")
+    if header is None or name not in header:
+        return None
+    if '"' not in header:
+        value = None
+        for part in header.split(";"):
+            key, sep, rest = part.partition("=")
+            if key.strip() == name:
+                value = rest.strip() if sep else ""
+        if value is None or _TOKEN_CHARS.issuperset(value):
+            return value
+    return request.cookies.get(name)
+
+
+class Services(Protocol):
+    """The part of an endpoint the transports use."""
+
+    options: Options
+    registry: Registry
+    hub: Hub
+    post_limits: tuple[RateLimiter | None, RateLimiter | None]
+
+    def create_connection(
+        self, exchange: Exchange, *, session_id: str | None = None, register: bool = True
+    ) -> Connection:
+        """A new session for this request (registered unless ``register`` is False)."""
+
+    def check_capacity(self, transport: Transport) -> None:
+        """Raise ProtocolError (503) when no new session may start."""
+
+    def set_cookie(self, exchange: Exchange, response: web.StreamResponse, sid: str) -> None:
+        """Name the session in the request's cookie."""
+
+    def cors_headers(self, request: web.Request) -> dict[str, str]:
+        """CORS headers for an allowed foreign origin (else none)."""
