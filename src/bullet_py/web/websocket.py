@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 import time
 import weakref
 from typing import ClassVar
@@ -13,6 +12,7 @@ from typing import ClassVar
 from aiohttp import WSMsgType, web
 
 from ..connection import CloseReason, Connection
+from ..core import frames
 from ..core.negotiate import Transport
 from ..core.text import exceeds, max_utf8_bytes
 from ..exceptions import ProtocolError
@@ -223,20 +223,6 @@ async def _send(ws: web.WebSocketResponse, request: web.Request, text: str, time
 _FLUSH_MAX_BYTES = 60_000
 
 
-def _text_frame_header(size: int) -> bytes:
-    """The header of an unmasked, unfragmented text frame (RFC 6455 §5.2), as servers send."""
-    if size < 126:
-        return _HEADER_SHORT(0x81, size)
-    if size < 65536:
-        return _HEADER_MEDIUM(0x81, 126, size)
-    return _HEADER_LONG(0x81, 127, size)
-
-
-_HEADER_SHORT = struct.Struct("!BB").pack
-_HEADER_MEDIUM = struct.Struct("!BBH").pack
-_HEADER_LONG = struct.Struct("!BBQ").pack
-
-
 class _Flusher:
     """Writes what a session queued from a loop callback, not from the writer task.
 
@@ -249,9 +235,19 @@ class _Flusher:
     send loop, and one write per frame made a burst of pushes cost half again
     as much as aiohttp's own send loop.
 
-    The frames are built here rather than by ``send_str`` only to write many in
-    one go; they are the bytes aiohttp writes for an uncompressed text frame
-    (compression is never negotiated: see :func:`serve`).
+    The frames come from :mod:`bullet_py.core.frames`, not ``send_str``, only
+    to write many in one go. aiohttp's writer still writes on the same socket: the
+    writer task's text frames, and every ping, pong and close frame. Close stays
+    with aiohttp because it is a handshake ``WebSocketResponse`` keeps the state
+    of (closing, waiting for the peer's close frame, the close code, ending
+    ``receive()``); sending it ourselves would mean setting that state through
+    private attributes. Pings and pongs go the same way so aiohttp's flow
+    control and closing-transport errors apply to every control frame alike.
+    Two writers on one socket are safe because both write the same bytes for a
+    frame (compression is never negotiated: see :func:`serve`) and aiohttp hands
+    each frame whole to the transport before it can yield, so a flush, run from
+    a loop callback, never lands inside one. tests/core/test_frames.py pins both
+    against the installed aiohttp, whose range pyproject.toml bounds to it.
     """
 
     __slots__ = ("batch", "conn", "request", "scheduled", "ws")
@@ -281,7 +277,7 @@ class _Flusher:
             and not transport.is_closing()
             and not transport.get_write_buffer_size()
         ):
-            frames: list[bytes] = []
+            payloads: list[bytes] = []
             size = 0
             while (message := outbox.peek()) is not None:
                 try:
@@ -291,12 +287,11 @@ class _Flusher:
                 if size + len(data) > _FLUSH_MAX_BYTES:
                     break
                 outbox.take()
-                frames.append(_text_frame_header(len(data)))
-                frames.append(data)
-                size += len(data) + 10
-            if not frames:
+                payloads.append(data)
+                size += len(data) + frames.MAX_HEADER_SIZE
+            if not payloads:
                 break
-            transport.write(b"".join(frames))
+            transport.write(frames.texts(payloads))
         if outbox or conn.closed:
             conn.wake_writer()
 
