@@ -18,7 +18,7 @@ The wires:
 - ``BulletWS``: Bullet's WebSocket (one text frame per message); raw aiohttp
   speaks it too.
 - ``BulletPoll``: Bullet's long polling as the original ``bullet.js`` does it
-  (PROTOCOL.md §1): a ``GET`` always held open, answered with one message or
+  (docs/protocol.md §1.7): a ``GET`` always held open, answered with one message or
   204, the next ``GET`` sent at once or ``pause`` seconds later (the original
   client waits 100 ms); a ``POST`` per message, whose non-empty answer is a
   message; one cookie jar per client.

@@ -1,4 +1,4 @@
-"""Load and fault scenarios of RELIABILITY.md against a real server process; prints
+"""Load and fault scenarios of docs/robustness.md against a real server process; prints
 the "Figures to report" table (markdown).
 
     python bench/robustness.py                 # quick: a few minutes

@@ -1,5 +1,5 @@
 /*
- * backbone-bullet.js - Backbone models over a BulletStream (PROTOCOL.md §4).
+ * backbone-bullet.js - Backbone models over a BulletStream (docs/protocol.md §4).
  *
  *     BulletBackbone.install(Stream);                // the seed's Backbone.sync
  *     BulletBackbone.install(Stream, {refs: true});  // + success/error callbacks

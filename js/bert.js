@@ -4,7 +4,7 @@
  * Same API as BERT-JS: Bert.atom, Bert.binary, Bert.tuple, Bert.encode,
  * Bert.decode. Encoded terms are "binary strings": one JS char code per byte
  * position, exactly what BERT-JS (2016 line) returns; a JS string holding
- * chars above 255 is written code unit for code unit (see PROTOCOL.md §2, §3).
+ * chars above 255 is written code unit for code unit (see docs/protocol.md §2.1, §3).
  *
  * Browser: defines the global `Bert`. Node/CommonJS: module.exports.
  */

@@ -2,7 +2,7 @@
  * bullet.js - browser client for a Bullet endpoint (bullet_py or Erlang Bullet).
  *
  * One URL, three transports tried in order: WebSocket, EventSource, XHR
- * long-polling (PROTOCOL.md §1). Same API as Bullet's own client:
+ * long-polling (docs/protocol.md §1). Same API as Bullet's own client:
  *
  *     var conn = $.bullet("ws://host/bullet", options);   // with jQuery
  *     var conn = bullet("ws://host/bullet", options);     // without

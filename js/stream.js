@@ -1,6 +1,6 @@
 /*
  * stream.js - the page's Stream: a Bullet connection plus BERT actions and
- * Backbone-style events (PROTOCOL.md §4).
+ * Backbone-style events (docs/protocol.md §4).
  *
  *     var Stream = BulletStream("ws://host/bullet", options);
  *     Stream.on("message:sync", function (msg) { msg[1]; msg[2]; });

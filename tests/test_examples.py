@@ -1,4 +1,4 @@
-"""The example scripts as outside probes meet them (PROTOCOL §6)."""
+"""The example scripts as outside probes meet them (docs/protocol.md §6)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The Stream layer without sockets: a real Connection, BERT text in, BERT text out.
 
-Covers PROTOCOL §4 and RELIABILITY items 1, 17, 35 and 36-42 at the router
-level; tests/web/test_stream_wire.py repeats the main cases over sockets.
+Covers docs/protocol.md §4 and docs/robustness.md items 1, 17, 35 and 36-42 at
+the router level; tests/web/test_stream_wire.py repeats the main cases over sockets.
 """
 
 from __future__ import annotations
@@ -333,7 +333,7 @@ async def test_hooks_open_close_and_info():
     assert events == ["open x1", "close x1"]
 
 
-# --- RELIABILITY item 1: empty, and undecodable ----------------------------------
+# --- docs/robustness.md item 1: empty, and undecodable ----------------------------------
 
 
 async def test_empty_message_is_an_error_and_the_session_goes_on():
@@ -371,7 +371,7 @@ async def test_undecodable_messages_say_why(text, reason, caplog):
     await still_serves(s)
 
 
-# --- RELIABILITY item 17: right BERT, wrong shape ---------------------------------
+# --- docs/robustness.md item 17: right BERT, wrong shape ---------------------------------
 
 WRONG_SHAPES = [
     1,  # 83 61 01
@@ -419,7 +419,7 @@ def test_props_helpers_report_duplicates_deterministically():
     assert type(dict_to_props({"a": 1})[0][0]) is Atom
 
 
-# --- RELIABILITY items 36-39: names ---------------------------------------------------
+# --- docs/robustness.md items 36-39: names ---------------------------------------------------
 
 
 async def test_unknown_action_is_reported_and_the_name_clipped_in_the_log(caplog):
@@ -560,7 +560,7 @@ async def test_value_atoms_as_names_are_unknown_not_crashes(wire, name):
     await still_serves(s)
 
 
-# --- RELIABILITY item 40: handlers that raise ---------------------------------------
+# --- docs/robustness.md item 40: handlers that raise ---------------------------------------
 
 
 class BadStr(Exception):
@@ -663,7 +663,7 @@ async def test_a_real_cancellation_is_not_turned_into_another_error():
         await asyncio.wait_for(task, 5)
 
 
-# --- RELIABILITY item 41: slow handlers --------------------------------------------
+# --- docs/robustness.md item 41: slow handlers --------------------------------------------
 
 
 async def test_slow_async_handler_times_out_and_the_session_goes_on(caplog):
@@ -783,7 +783,7 @@ async def test_broadcast_to_a_group_and_including_self():
     assert c.pushed() == []
 
 
-# --- RELIABILITY item 35: replies the page cannot read ---------------------------------
+# --- docs/robustness.md item 35: replies the page cannot read ---------------------------------
 
 
 class Opaque:
@@ -879,7 +879,7 @@ async def test_push_of_an_unencodable_term_raises_in_the_handler():
     await still_serves(s)
 
 
-# --- RELIABILITY item 42: order ----------------------------------------------------
+# --- docs/robustness.md item 42: order ----------------------------------------------------
 
 
 async def test_pipelined_messages_are_answered_in_order():

@@ -3,7 +3,7 @@
  * page shows and may edit; an edit made on one page appears on all the others.
  *
  * Backbone.sync and the Stream.on("message:sync", ...) listener are the seed's
- * code (PROTOCOL.md §4); `model.to_proplist()` comes from /js/backbone-bullet.js.
+ * code (docs/protocol.md §4); `model.to_proplist()` comes from /js/backbone-bullet.js.
  *
  * Add ?transport=websocket, ?transport=eventsource or ?transport=xhrPolling to
  * the page's address to force one transport (the default lets the client try

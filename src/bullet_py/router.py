@@ -7,7 +7,7 @@ message came by (a POST answer or a frame on the same WebSocket). ``sync`` is
 built in: ``{sync, {Method, Model, Props}}`` calls a registered model object.
 
 Client-supplied names are only ever keys into plain dicts filled at
-registration time: never ``getattr``, never an import (RELIABILITY item 38).
+registration time: never ``getattr``, never an import (docs/robustness.md item 38).
 Every failure becomes ``{error, Reason, Detail}`` for that client only, and
 the session keeps serving. See ``docs/stream.md`` for the full contract.
 

@@ -217,7 +217,7 @@ async def test_a_bad_message_is_answered_with_error_and_the_next_action_served(
 async def test_a_push_holding_cr_reaches_an_event_stream_page_by_polling(
     context: BrowserContext, other_context: BrowserContext, app_server: Running
 ) -> None:
-    """PROTOCOL §2: an event stream cannot carry CR, so the page is moved to polling."""
+    """docs/protocol.md §2.3: an event stream cannot carry CR, so the page is moved to polling."""
     writer = await open_app(context, app_server.base, "websocket")
     reader = await open_app(other_context, app_server.base, "eventsource")
     # No byte 13 anywhere in this state: it travels on the event stream.

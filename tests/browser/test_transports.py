@@ -1,6 +1,6 @@
 """The project's bullet.js in Chromium against the real echo and clock examples.
 
-Each transport is forced with the client's own options (PROTOCOL §1):
+Each transport is forced with the client's own options (docs/protocol.md §1.7):
 ``{}`` (WebSocket), ``{disableWebSocket: true}`` (EventSource) and
 ``{disableWebSocket: true, disableEventSource: true}`` (XHR polling), with
 the page using the global ``bullet`` or ``$.bullet`` under jQuery 1.x and 3.x.

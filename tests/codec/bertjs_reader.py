@@ -1,7 +1,7 @@
 """A strict stand-in for BERT-JS 2016's ``Bert.decode``, for tests only.
 
 It accepts exactly what a BERT-JS 2016 page can read back *unaltered*
-(PROTOCOL.md section 3) and raises ``Unreadable`` for everything else:
+(docs/protocol.md §3) and raises ``Unreadable`` for everything else:
 
 - only tags 115, 100, 109, 97, 98, 110, 111, 99, 107, 108, 104, 105, 106;
 - BERT-JS reads a multi-byte integer as negative when its first byte is above

@@ -1,4 +1,4 @@
-"""Hostile and malformed input: RELIABILITY.md groups A and B, at the codec level.
+"""Hostile and malformed input: docs/robustness.md groups A and B, at the codec level.
 
 Inputs are written as in the checklist: hex code units separated by blanks;
 a token above FF is a code point above 255 (``1F600`` is one astral char,

@@ -1,4 +1,4 @@
-"""Every BERT-JS vector, both release lines: decode, and encode back (RELIABILITY #18).
+"""Every BERT-JS vector, both release lines: decode, and encode back (docs/robustness.md item 18).
 
 The vectors hold what ``Bert.encode`` returned, as UTF-16 code units.  The
 server receives that string after a UTF-8 trip, where a surrogate pair has

@@ -1,4 +1,4 @@
-"""Token buckets against POST floods (RELIABILITY item 47), without a clock."""
+"""Token buckets against POST floods (docs/robustness.md item 47), without a clock."""
 
 from __future__ import annotations
 

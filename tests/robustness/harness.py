@@ -1,4 +1,4 @@
-"""The invariants every robustness item checks (RELIABILITY I1-I5), as helpers.
+"""The invariants every robustness item checks (docs/robustness.md I1-I5), as helpers.
 
 - I1 up / I2 isolated: a :class:`Probe` session keeps echoing, in order, while
   an attack runs (its round-trip times are recorded for the bench, never

@@ -1,4 +1,4 @@
-"""The message ledger (RELIABILITY "Message ledger", invariant I5).
+"""The message ledger (docs/robustness.md, the message ledger; invariant I5).
 
 Every message a fault test sends is stamped ``L|<session>|<seq>|<padding>``.
 The harness records what was sent and what each page saw, then counts:

@@ -1,4 +1,4 @@
-"""Two network namespaces joined by a veth pair, for half-open TCP (RELIABILITY item 69).
+"""Two network namespaces joined by a veth pair, for half-open TCP (docs/robustness.md item 69).
 
 The test creates both namespaces itself, so no traffic leaves them: the
 server's listening socket is made inside ``srv`` and the client's sockets

@@ -1,4 +1,4 @@
-"""A small in-test TCP proxy for deterministic faults (RELIABILITY H, "Chaos").
+"""A small in-test TCP proxy for deterministic faults (docs/robustness.md group H).
 
 It sits between a test client and the server on 127.0.0.1 and, per connection
 and per direction, can: cut after N bytes (reset both sides), stall (stop

@@ -1,7 +1,7 @@
 """Raw-socket clients: bytes exactly as a test wants them, malformed ones included.
 
 aiohttp's own client refuses to send broken frames or smuggling headers, so the
-attacks in RELIABILITY groups B, C, G and H go through these instead.
+attacks in docs/robustness.md groups B, C, G and H go through these instead.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A. Malformed BERT (RELIABILITY items 1-18), on each inbound path.
+"""A. Malformed BERT (docs/robustness.md items 1-18), on each inbound path.
 
 The decoder itself is covered case by case in tests/codec/test_bert_limits.py
 (items 1-17), tests/codec/test_bert_properties.py (3, 10-18 as properties) and

@@ -1,4 +1,4 @@
-"""B. Binary strings inside UTF-8 text (RELIABILITY items 19-28), on the wire.
+"""B. Binary strings inside UTF-8 text (docs/robustness.md items 19-28), on the wire.
 
 Codec-level coverage: tests/codec/test_bert_limits.py (19-22, 28). Transport
 coverage: tests/web/test_websocket.py (25, 28), test_polling.py (24, 28),

@@ -1,4 +1,4 @@
-"""C. Oversize frames and bodies (RELIABILITY items 29-35).
+"""C. Oversize frames and bodies (docs/robustness.md items 29-35).
 
 Items 29-33 here; 34 (parser limits) runs under both HTTP parsers in
 ``test_g_methods_headers.py``; 35 at the Stream layer is below and in

@@ -1,4 +1,4 @@
-"""D. Routing and handlers (RELIABILITY items 36-42), on each inbound path.
+"""D. Routing and handlers (docs/robustness.md items 36-42), on each inbound path.
 
 Router-level coverage (no sockets): tests/test_router.py — 36 (name clipped in
 the log), 37, 38 (a recording double proves zero attribute lookups with

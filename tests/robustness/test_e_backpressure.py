@@ -1,4 +1,4 @@
-"""E. Backpressure and resource exhaustion (RELIABILITY items 43-51).
+"""E. Backpressure and resource exhaustion (docs/robustness.md items 43-51).
 
 Outcomes only (codes, counts, ledgers, log lines, memory budgets); the timing
 figures of these scenarios (p99 delivery, 204 punctuality) are in

@@ -1,4 +1,4 @@
-"""F. Cross-origin requests and sessions (RELIABILITY items 52-59).
+"""F. Cross-origin requests and sessions (docs/robustness.md items 52-59).
 
 Already proven in tests/web (referenced in docs/robustness.md): the basic 403s
 (test_endpoint.py), forged cookies on GET and the cookie attributes over plain

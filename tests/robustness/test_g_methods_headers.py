@@ -1,4 +1,4 @@
-"""G. Methods and headers (RELIABILITY items 60-66), and item 34 (parser limits).
+"""G. Methods and headers (docs/robustness.md items 60-66), and item 34 (parser limits).
 
 Every test here runs under both aiohttp HTTP parsers: in this process with
 the one loaded (the C parser when its extension is built), and, through

@@ -1,4 +1,4 @@
-"""H. Faults and chaos (RELIABILITY items 67-74).
+"""H. Faults and chaos (docs/robustness.md items 67-74).
 
 Deterministic faults come from the in-test TCP proxy (tests/robustness/proxy.py):
 cut after N bytes or after a marker, reset, stall. Half-open TCP uses two

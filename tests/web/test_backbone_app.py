@@ -1,4 +1,4 @@
-"""The Backbone example (PROTOCOL §6): page, browser files, the shared ``character`` model."""
+"""The Backbone example (docs/protocol.md §6): page, browser files, the ``character`` model."""
 
 from __future__ import annotations
 

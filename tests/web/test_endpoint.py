@@ -1,4 +1,4 @@
-"""Transport choice, methods, origins, the hub and graceful shutdown (PROTOCOL §1, §5)."""
+"""Transport choice, methods, origins, the hub and shutdown (docs/protocol.md §1.1, §9, §11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The event-stream transport (PROTOCOL §1, §2)."""
+"""The event-stream transport (docs/protocol.md §1.5, §2.2, §2.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Long polling and POST, as the original client speaks them (PROTOCOL §1, §5)."""
+"""Long polling and POST, as the original client speaks them (docs/protocol.md §1.3, §1.4, §5)."""
 
 from __future__ import annotations
 

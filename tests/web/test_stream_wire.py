@@ -1,4 +1,4 @@
-"""The Stream layer over real sockets (PROTOCOL §4; RELIABILITY 1, 17, 35-42).
+"""The Stream layer over real sockets (docs/protocol.md §4; docs/robustness.md items 1, 17, 35-42).
 
 Each client speaks as the original page does: BERT text in WebSocket text
 frames, or as the raw body of a POST with the original client's headers.

@@ -1,4 +1,4 @@
-"""Tabs of one browser: shared cookies, and the tab id the project's client sends (§5)."""
+"""Tabs of one browser: shared cookies, and the tab id our client sends (docs/protocol.md §5.7)."""
 
 from __future__ import annotations
 

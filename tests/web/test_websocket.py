@@ -1,4 +1,4 @@
-"""The WebSocket transport (PROTOCOL §1)."""
+"""The WebSocket transport (docs/protocol.md §1.2)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Token buckets keyed by session or client address, bounded in memory (no I/O, no clock).
 
-Used against POST floods (RELIABILITY item 47): each key may spend ``rate``
+Used against POST floods (docs/robustness.md item 47): each key may spend ``rate``
 requests a second with bursts up to ``burst``. Keys are forgotten least
 recently used first beyond ``max_keys``, so rotating cookies or addresses
 cannot grow the table without bound.

@@ -9,7 +9,7 @@ from aiohttp import web
 
 #: Seconds a connection may sit without a complete request (aiohttp's own
 #: default is an hour): it also cuts clients that dribble their headers
-#: (slowloris, RELIABILITY item 48). The original client's next poll follows
+#: (slowloris, docs/robustness.md item 48). The original client's next poll follows
 #: an answer within 100 ms, so this never closes a live one.
 KEEPALIVE_TIMEOUT = 15.0
 
