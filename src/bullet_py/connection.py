@@ -67,12 +67,31 @@ class Pushes(Protocol):
 
 
 class SessionStoreView(Protocol):
-    """The part of a shared session store a session of this process uses."""
+    """The part of the endpoint's session store a session uses."""
 
     def push(self, session_id: str, message: str) -> bool: ...
     def release(self, session_id: str) -> None: ...
     def forget(self, session_id: str) -> None: ...
     def parked(self, session_id: str) -> int: ...
+
+
+class _Unshared:
+    """The store of a session nobody can find again (a one-message POST's): it keeps nothing."""
+
+    def push(self, session_id: str, message: str) -> bool:
+        return False
+
+    def release(self, session_id: str) -> None:
+        return None
+
+    def forget(self, session_id: str) -> None:
+        return None
+
+    def parked(self, session_id: str) -> int:
+        return 0
+
+
+UNSHARED: SessionStoreView = _Unshared()
 
 
 class _ParkedPoll:
@@ -118,10 +137,9 @@ class Connection:
         )
         self.outbox = self.core.outbox
         self.last_active = time.monotonic()
-        # With several processes: the shared store that knows this session (so a
-        # POST landing on another process reaches it) and, for a polling
-        # session, holds its queue (pushes go there; any process's poll takes).
-        self.store: SessionStoreView | None = None
+        # The store that knows this session (see share()); a shared store may
+        # also hold its queue (store_queue): pushes go there, any process's poll takes.
+        self.store: SessionStoreView = UNSHARED
         self.store_queue = False
         # Set by a transport that writes queued messages from a loop callback
         # (the WebSocket): called instead of waking wait_outgoing() callers
@@ -178,7 +196,7 @@ class Connection:
         """
         if not isinstance(message, str):
             raise TypeError(f"messages are str, got {type(message).__name__}")
-        if self.store_queue and self.store is not None and not self.core.closing:
+        if self.store_queue and not self.core.closing:
             return self.store.push(self.session_id, message)
         delivery = self.core.push(message)
         if delivery is Delivery.HANDED:
@@ -201,8 +219,7 @@ class Connection:
         if not self.core.close(code):
             return
         self._wake()
-        if self.store is not None:
-            self.store.release(self.session_id)
+        self.store.release(self.session_id)
         if not self.core.held:
             self._host.spawn(self.finish())
 
@@ -215,6 +232,11 @@ class Connection:
         self._host.leave(self, group)
 
     # --- what the transports use -------------------------------------------
+
+    def share(self, store: SessionStoreView, *, queue_in_store: bool) -> None:
+        """The endpoint's store now knows this session (and holds its queue, if said)."""
+        self.store = store
+        self.store_queue = queue_in_store
 
     @property
     def attached(self) -> bool:
@@ -353,9 +375,9 @@ class Connection:
 
     @property
     def parked_polls(self) -> int:
-        if self.store_queue and self.store is not None:
-            return len(self.core.polls) + self.store.parked(self.session_id)
-        return len(self.core.polls)
+        polls = len(self.core.polls)
+        # Polls waiting on a shared queue wait in the store, not on the session.
+        return polls + self.store.parked(self.session_id) if self.store_queue else polls
 
     @property
     def may_expire(self) -> bool:
@@ -368,8 +390,7 @@ class Connection:
             return
         self._wake()
         self._host.remove(self)
-        if self.store is not None:
-            self.store.forget(self.session_id)
+        self.store.forget(self.session_id)
         if self.core.opened:
             await self._call(self.handler.on_close, (self,))
 

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from .backends.base import Broker, Envelope, Kind, SessionStore
-from .backends.memory import MemoryBroker
+from .backends.memory import MemoryBroker, MemoryStore
 from .config import Overflow
 from .connection import CloseReason
 from .exceptions import BackendError
@@ -32,12 +32,14 @@ class Hub:
     def __init__(self, registry: Registry, broker: Broker | None = None) -> None:
         self.registry = registry
         self.broker: Broker = broker or MemoryBroker()
-        self.store: SessionStore | None = self.broker.store
+        # Sessions whose queue stays in this process are served by the local
+        # store; the shared one (if the broker has one) knows where all are.
+        self.local_store = MemoryStore(registry)
+        self.store: SessionStore = self.broker.store or self.local_store
         self.process_id = secrets.token_hex(8)
 
     async def start(self) -> None:
-        if self.store is not None:
-            self.store.bind(self, self.registry.options)
+        self.store.bind(self, self.registry.options)
         await self.broker.start(self._deliver_remote)
 
     async def close(self) -> None:
@@ -110,8 +112,6 @@ class Hub:
         Raises:
             BackendError: the store could not be asked; nothing is closed then.
         """
-        if self.store is None:
-            return
         now = time.monotonic()
         idle = self.registry.options.session_idle_timeout
         quiet = {

@@ -81,9 +81,9 @@ class Registry:
     def pending_count(self) -> int:
         return len(self._pending)
 
-    def issue_pending(self) -> str:
-        """A new id for a polling client, kept until it comes back or expires."""
-        session_id = new_session_id()
+    def issue_pending(self, session_id: str | None = None) -> str:
+        """An id for a polling client (new unless given), kept until it comes back or expires."""
+        session_id = session_id or new_session_id()
         while len(self._pending) >= self.options.max_pending_sessions:
             self._pending.popitem(last=False)
         self._pending[session_id] = time.monotonic()

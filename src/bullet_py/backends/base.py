@@ -118,15 +118,20 @@ class LocalSessions(Protocol):
 
 
 class SessionStore(abc.ABC):
-    """Session state shared by the processes serving one endpoint (optional).
+    """Where sessions are found: pending ids, each session's home, polling queues.
 
-    With a store, a polling client needs no sticky load balancer: its pending
-    id, the name of its session's home process (where its handler runs) and
-    its queue of outgoing messages live in the store, so a ``GET`` landing on
-    any process can take a message, and a ``POST`` landing on any process is
-    forwarded to the home and answered with the home's reply. Without one
-    (the memory backend) all of this stays in the process's registry.
+    Every endpoint has one. The in-memory store (:class:`MemoryStore`, the
+    default) keeps all of it in the process: pending ids in the registry and
+    each session's queue in the session itself. A shared store (Redis) keeps
+    it where every process can reach it, so a polling client needs no sticky
+    load balancer: a ``GET`` landing on any process takes from the session's
+    queue, and a ``POST`` landing elsewhere than the home is forwarded to it
+    and answered with the home's reply. The web layer follows one path for
+    both; only :attr:`holds_queues` says where a polling session's messages wait.
     """
+
+    holds_queues: bool = True
+    """Pushes to a polling session go through :meth:`push` (else into the session itself)."""
 
     @abc.abstractmethod
     def bind(self, sessions: LocalSessions, options: Options) -> None:
@@ -144,9 +149,9 @@ class SessionStore(abc.ABC):
     def adopt(self, session_id: str, *, queued: bool) -> None:
         """A session of this process now answers to ``session_id``.
 
-        ``queued``: its outgoing messages live in the store (a polling session)
-        rather than in the process (an event stream, which only needs POSTs
-        landing elsewhere forwarded to it).
+        ``queued``: its outgoing messages live in the store (a polling session,
+        when :attr:`holds_queues`) rather than in the process (a stream, which
+        only needs POSTs landing elsewhere forwarded to it).
         """
 
     @abc.abstractmethod

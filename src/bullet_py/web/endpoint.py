@@ -110,11 +110,13 @@ class BulletEndpoint:
         )
         if register:
             self.registry.add(conn)
-            store = self.hub.store
-            if store is not None and exchange.transport is Transport.EVENTSOURCE:
-                # Several processes: the stream's POSTs may land on any of them.
-                conn.store = store
-                store.adopt(conn.session_id, queued=False)
+            if exchange.transport is not Transport.WEBSOCKET:
+                # Found again by its cookie, on any process: a stream's POSTs
+                # may land anywhere; a polling session's queue may be shared.
+                store = self.hub.store
+                queued = exchange.transport is not Transport.EVENTSOURCE
+                store.adopt(conn.session_id, queued=queued)
+                conn.share(store, queue_in_store=queued and store.holds_queues)
         return conn
 
     def check_capacity(self, transport: Transport) -> None:

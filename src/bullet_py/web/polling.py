@@ -61,88 +61,63 @@ async def _live_session(endpoint: Services, exchange: Exchange) -> Connection | 
         ProtocolError: 503 when the store cannot be reached or no session may start.
     """
     session_id = exchange.session_id
-    transport = exchange.transport
     conn = endpoint.registry.get(session_id)
     if conn is not None and not conn.closed:
         return conn
+    if not session_id:
+        return None
     store = endpoint.hub.store
-    if store is None:
-        claimed = endpoint.registry.claim_pending(session_id)
-    elif not session_id:
-        claimed = False
-    else:
+    try:
+        located = await store.locate(session_id)
+    except BackendError:
+        raise _unavailable(exchange.transport, "locate") from None
+    if located.placement is Placement.ELSEWHERE:
+        return _Elsewhere(store, session_id, located)
+    if located.placement is Placement.CLAIMED:
         try:
-            located = await store.locate(session_id)
-        except BackendError:
-            raise _unavailable(transport, "locate") from None
-        if located.placement is Placement.ELSEWHERE:
-            return _Elsewhere(store, session_id, located)
-        claimed = located.placement is Placement.CLAIMED
-    if claimed:
-        try:
-            endpoint.check_capacity(transport)
+            endpoint.check_capacity(exchange.transport)
         except ProtocolError:
-            if store is not None and session_id:
-                store.forget(session_id)
+            store.forget(session_id)
             raise
         conn = endpoint.create_connection(exchange, session_id=session_id)
-        if store is not None and session_id:
-            conn.store = store
-            conn.store_queue = True
-            store.adopt(session_id, queued=True)
         await conn.open()
         return conn
-    if session_id and first_time(f"session_unknown {session_hash(session_id)}"):
+    if located.placement is Placement.HERE:
+        conn = endpoint.registry.get(session_id)
+        if conn is not None and not conn.closed:
+            return conn
+    if first_time(f"session_unknown {session_hash(session_id)}"):
         log_event(  # once per id: a client that keeps a stale cookie does not flood the log
             logging.INFO,
             "session_unknown",
-            transport=transport.value,
+            transport=exchange.transport.value,
             session=session_hash(session_id),
         )
     return None
 
 
 async def serve_poll(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
-    request = exchange.request
     found = await _live_session(endpoint, exchange)
     if isinstance(found, _Elsewhere) and not found.queued:
         found = None  # an event stream's session: its queue is not in the store
     if isinstance(found, Connection) and not found.core.poll_allowed():
         found = None  # another tab's live event stream: never take its messages
+    store = endpoint.hub.store
     if found is None:
         first = web.Response(status=204)
-        store = endpoint.hub.store
-        if store is None:
-            session_id = endpoint.registry.issue_pending()
-        else:
-            session_id = new_session_id()
-            try:
-                await store.issue_pending(session_id)
-            except BackendError:
-                raise _unavailable(Transport.POLL, "issue_pending") from None
+        session_id = new_session_id()
+        try:
+            await store.issue_pending(session_id)
+        except BackendError:
+            raise _unavailable(Transport.POLL, "issue_pending") from None
         endpoint.set_cookie(exchange, first, session_id)
         return first
     if isinstance(found, _Elsewhere):
-        return await _serve_shared_poll(endpoint, exchange, found.store, found.session_id, None)
-    conn = found
-    if conn.store_queue and conn.store is not None:
-        assert isinstance(conn.store, SessionStore)
-        return await _serve_shared_poll(endpoint, exchange, conn.store, conn.session_id, conn)
-    conn.serve_polls()
-    peer = request.transport
-
-    def alive() -> bool:
-        return peer is not None and not peer.is_closing()
-
-    message = await conn.poll(endpoint.options.poll_timeout, alive)
-    if message is None:
-        empty = web.Response(status=204)
-        _renew_tab_cookie(endpoint, exchange, empty, conn.session_id)
-        return empty
-    response, _ = await _answer_poll(
-        endpoint, exchange, conn.session_id, message, lambda: conn.requeue(message)
-    )
-    return response
+        return await _poll(endpoint, exchange, store, found.session_id, None)
+    found.serve_polls()
+    # The queue is where the session's store keeps it: shared, or the session's own.
+    queue = store if found.store_queue else endpoint.hub.local_store
+    return await _poll(endpoint, exchange, queue, found.session_id, found)
 
 
 async def _answer_poll(
@@ -181,14 +156,19 @@ def _renew_tab_cookie(
         endpoint.set_cookie(exchange, response, sid)
 
 
-async def _serve_shared_poll(
+async def _poll(
     endpoint: Services,
     exchange: Exchange,
-    store: SessionStore,
+    queue: SessionStore,
     session_id: str,
     conn: Connection | None,
 ) -> web.StreamResponse:
-    """A poll of a session whose queue is in the store (``conn`` if its home is here)."""
+    """Wait for the session's next message in ``queue`` and answer with it (204 if none).
+
+    ``conn`` is the session if its home is this process (its activity counts).
+    The message stays the queue's until the answer is written: a write that
+    fails puts it back at the head.
+    """
     peer = exchange.request.transport
 
     def alive() -> bool:
@@ -196,27 +176,27 @@ async def _serve_shared_poll(
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + endpoint.options.poll_timeout
-    if conn is not None:
-        conn.serve_polls()
     while True:
         if conn is not None:
             conn.touch()
         try:
-            taken = await store.take(session_id, max(0.0, deadline - loop.time()), alive)
+            taken = await queue.take(session_id, max(0.0, deadline - loop.time()), alive)
         finally:
             if conn is not None:
                 conn.touch()
         if taken is None:
-            return web.Response(status=204)
+            empty = web.Response(status=204)
+            _renew_tab_cookie(endpoint, exchange, empty, session_id)
+            return empty
         if taken.message:
             break
-        store.delivered(taken)  # an empty message cannot travel by XHR
+        queue.delivered(taken)  # an empty message cannot travel by XHR
         log_event(logging.DEBUG, "empty_message_dropped", transport="poll")
     response, written = await _answer_poll(
-        endpoint, exchange, session_id, taken.message, lambda: store.requeue(taken)
+        endpoint, exchange, session_id, taken.message, lambda: queue.requeue(taken)
     )
     if written:
-        store.delivered(taken)
+        queue.delivered(taken)
     return response
 
 
