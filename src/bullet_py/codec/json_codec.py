@@ -29,7 +29,7 @@ import json
 import math
 from typing import Any
 
-from bullet_py.codec.bert import DEFAULT_LIMITS, JS_SAFE_INTEGER, DecodeLimits
+from bullet_py.codec.bert_format import DEFAULT_LIMITS, JS_SAFE_INTEGER, DecodeLimits
 from bullet_py.exceptions import DecodeError, EncodeError
 
 __all__ = ["JsonCodec"]
