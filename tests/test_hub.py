@@ -172,7 +172,7 @@ async def test_queue_overflowed_applies_the_close_policy_only(
 async def test_start_hands_the_deliver_callback_and_close_closes_the_broker() -> None:
     broker = RecordingBroker()
     w = World(broker)
-    assert w.hub.store is None
+    assert w.hub.store is w.hub.local_store  # a broker without a store: sessions stay here
     await w.hub.start()
     assert broker.deliver is not None
     await w.hub.close()
