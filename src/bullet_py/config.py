@@ -59,10 +59,26 @@ class Options:
     post_rate_per_session: float | None = 200.0
     post_rate_per_address: float | None = None
 
+    # --- resumable sessions ---------------------------------------------------
+    # A connection that drops without ending its session leaves it detached for
+    # session_idle_timeout; the next connection with its cookie resumes it.
+    # Transports named here resume; the others end the session when they drop.
+    resumable: Collection[str] = ("websocket", "eventsource", "poll")
+    # A stream holding a session that another connection asks for is probed;
+    # no sign of life within this many seconds means it is dead and is replaced.
+    resume_probe_timeout: float = 1.0
+    # What a counting client (the project's bullet.js) may miss and still get again.
+    replay_max_messages: int = 1_000
+    replay_max_chars: int = 1_048_576
+
     # --- cookies and origins -----------------------------------------------
     cookie_name: str = "bullet_sid"
     allowed_origins: Collection[str] | None = None  # None: same origin as the Host only
     allow_missing_origin: bool = True  # non-browser clients send no Origin
+
+    def resumes(self, transport: str) -> bool:
+        """A connection of ``transport`` that drops leaves its session to be resumed."""
+        return transport in self.resumable
 
     def __post_init__(self) -> None:
         positive = {
@@ -73,6 +89,7 @@ class Options:
             "write_timeout": self.write_timeout,
             "shutdown_timeout": self.shutdown_timeout,
             "body_timeout": self.body_timeout,
+            "resume_probe_timeout": self.resume_probe_timeout,
         }
         for name, value in positive.items():
             if not value > 0:
@@ -96,6 +113,8 @@ class Options:
             "outbox_max_chars",
             "max_sessions",
             "max_pending_sessions",
+            "replay_max_messages",
+            "replay_max_chars",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -105,6 +124,10 @@ class Options:
             raise ValueError("at least one transport must be enabled")
         if not self.cookie_name or not self.cookie_name.isascii():
             raise ValueError("cookie_name must be a non-empty ASCII token")
+        unknown = set(self.resumable) - {"websocket", "eventsource", "poll"}
+        if unknown:
+            raise ValueError(f"resumable names unknown transports: {sorted(unknown)}")
+        object.__setattr__(self, "resumable", frozenset(self.resumable))
         if self.allowed_origins is not None:
             object.__setattr__(
                 self, "allowed_origins", frozenset(o.lower() for o in self.allowed_origins)

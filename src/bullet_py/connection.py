@@ -75,6 +75,19 @@ class SessionStoreView(Protocol):
     def parked(self, session_id: str) -> int: ...
 
 
+class Holder(Protocol):
+    """The stream holding a session, as another connection asking for it sees it."""
+
+    async def alive(self, timeout: float) -> bool:
+        """Whether the peer shows a sign of life within ``timeout`` seconds."""
+
+    def gone(self) -> bool:
+        """The connection has already ended (its stream may not have noticed yet)."""
+
+    def drop(self) -> None:
+        """End the stream at once (its session is detached, not closed)."""
+
+
 class _Unshared:
     """The store of a session nobody can find again (a one-message POST's): it keeps nothing."""
 
@@ -155,6 +168,8 @@ class Connection:
         )
         self._waiters: list[asyncio.Future[None]] = []  # wait_outgoing() callers
         self._lane = asyncio.Lock()
+        self.holder: Holder | None = None  # the stream holding the session, if it says
+        self._released: list[asyncio.Future[None]] = []  # wait_released() callers
 
     def __repr__(self) -> str:
         return f"<Connection {session_hash(self.session_id)} {self.transport.value}>"
@@ -256,7 +271,39 @@ class Connection:
     def detach(self) -> None:
         """The stream ended; the session lives on (or finishes, if it was closing)."""
         self.core.detach()
+        self.holder = None
         self.touch()
+        if self._released:
+            released, self._released = self._released, []
+            for future in released:
+                if not future.done():
+                    future.set_result(None)
+
+    async def take_over(self, timeout: float) -> bool:
+        """Another connection asks for this held session: True if it may have it.
+
+        The holding stream is asked for a sign of life; a live one keeps the
+        session (the asker is another tab). A dead one (a silent drop: no FIN,
+        no RST) is dropped, and this waits until it has let go.
+        """
+        holder = self.holder
+        if holder is not None and await holder.alive(timeout):
+            return False
+        if not self.core.held:
+            return not self.core.closing
+        if self.holder is not None:
+            self.holder.drop()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._released.append(future)
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            return False
+        finally:
+            if future in self._released:
+                self._released.remove(future)
+        return not self.core.held and not self.core.closing
 
     def refuse_streams(self) -> None:
         """The head of the queue cannot travel on an event stream: polling must take it."""
@@ -328,7 +375,8 @@ class Connection:
         return True
 
     def take(self) -> str | None:
-        return self.outbox.take()
+        """The next queued message, for the stream's writer (counted as sent)."""
+        return self.core.take()
 
     def wake_writer(self) -> None:
         """Release the transport's wait_outgoing() (for an ``on_queued`` transport)."""

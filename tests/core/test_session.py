@@ -140,12 +140,15 @@ def test_close_and_finish_count_once() -> None:
     ("state", "served_by", "asked", "expected"),
     [
         (State.DETACHED, Transport.EVENTSOURCE, Transport.EVENTSOURCE, StreamDecision.RESUME),
-        (State.DETACHED, Transport.POLL, Transport.EVENTSOURCE, StreamDecision.FRESH),
-        (State.ATTACHED, Transport.EVENTSOURCE, Transport.EVENTSOURCE, StreamDecision.FRESH),
+        (State.DETACHED, Transport.POLL, Transport.EVENTSOURCE, StreamDecision.RESUME),
+        (State.DETACHED, Transport.WEBSOCKET, Transport.WEBSOCKET, StreamDecision.RESUME),
+        (State.DETACHED, Transport.EVENTSOURCE, Transport.WEBSOCKET, StreamDecision.RESUME),
+        (State.ATTACHED, Transport.EVENTSOURCE, Transport.EVENTSOURCE, StreamDecision.PROBE),
+        (State.ATTACHED, Transport.WEBSOCKET, Transport.WEBSOCKET, StreamDecision.PROBE),
         (State.STREAM_REFUSED, Transport.EVENTSOURCE, Transport.EVENTSOURCE, StreamDecision.REFUSE),
+        (State.STREAM_REFUSED, Transport.EVENTSOURCE, Transport.WEBSOCKET, StreamDecision.RESUME),
         (State.CLOSING, Transport.EVENTSOURCE, Transport.EVENTSOURCE, StreamDecision.FRESH),
         (State.CLOSED, Transport.EVENTSOURCE, Transport.EVENTSOURCE, StreamDecision.FRESH),
-        (State.DETACHED, Transport.EVENTSOURCE, Transport.WEBSOCKET, StreamDecision.FRESH),
     ],
 )
 def test_stream_request_decisions(
@@ -158,8 +161,16 @@ def test_the_refusal_is_406() -> None:
     assert REFUSAL_STATUS == 406
 
 
-def test_a_poll_never_takes_from_another_tabs_live_event_stream() -> None:
+def test_a_session_a_poll_waits_on_belongs_to_that_polling_tab() -> None:
+    c = core(Transport.POLL)
+    c.park(FakePoll(), 2)
+    assert c.stream_request(Transport.WEBSOCKET) is StreamDecision.FRESH
+    assert c.stream_request(Transport.EVENTSOURCE) is StreamDecision.FRESH
+
+
+def test_a_poll_never_takes_from_a_live_stream() -> None:
     assert not in_state(State.ATTACHED, Transport.EVENTSOURCE).poll_allowed()
+    assert not in_state(State.ATTACHED, Transport.WEBSOCKET).poll_allowed()
     assert in_state(State.DETACHED, Transport.EVENTSOURCE).poll_allowed()
     assert in_state(State.STREAM_REFUSED, Transport.EVENTSOURCE).poll_allowed()
 
@@ -272,3 +283,73 @@ def test_overflow_follows_the_policy(
     assert c.push("b") is Delivery.QUEUED
     assert c.push("c") is expected
     assert list(c.outbox) == queue
+
+
+# --- counting clients: what was sent and not received goes again ------------------
+
+
+def counting(max_messages: int = 10, max_chars: int = 1000) -> SessionCore:
+    c = core(Transport.WEBSOCKET)
+    assert c.count_from(0, max_messages, max_chars)
+    return c
+
+
+def sent(c: SessionCore, *messages: str) -> None:
+    for message in messages:
+        c.push(message)
+        assert c.take() == message
+
+
+def test_without_a_count_nothing_is_kept() -> None:
+    c = core()
+    sent(c, "a", "b")
+    assert c.replay is None
+
+
+def test_a_reconnect_gets_what_it_missed_first_in_order_once() -> None:
+    c = counting()
+    sent(c, "1", "2", "3")
+    c.push("4")  # still queued
+    assert c.count_from(1, 10, 1000)
+    assert list(c.outbox) == ["2", "3", "4"]
+    assert [c.take(), c.take(), c.take()] == ["2", "3", "4"]
+    assert c.count_from(4, 10, 1000)  # everything arrived: nothing again
+    assert not c.outbox
+
+
+def test_a_count_beyond_what_was_sent_or_older_than_the_buffer_is_a_gap() -> None:
+    c = counting(max_messages=2)
+    sent(c, "1", "2", "3")  # "1" is no longer kept
+    assert not c.count_from(4, 2, 1000)
+    assert not c.count_from(0, 2, 1000)
+    assert c.count_from(1, 2, 1000)
+    assert list(c.outbox) == ["2", "3"]
+
+
+def test_the_buffer_is_bounded_in_characters_too() -> None:
+    c = counting(max_chars=5)
+    sent(c, "aaa", "bbb")  # 6 characters: "aaa" dropped
+    assert c.replay is not None and len(c.replay) == 1
+    assert not c.count_from(0, 10, 5)
+
+
+def test_a_failed_write_put_back_is_not_counted_twice() -> None:
+    c = counting()
+    sent(c, "1")
+    c.push("2")
+    taken = c.take()
+    assert taken == "2"
+    c.requeue(taken)  # the write failed
+    assert c.replay is not None and c.replay.sent == 1
+    assert c.take() == "2"
+    assert c.count_from(2, 10, 1000) and not c.outbox
+
+
+def test_a_message_handed_to_a_poll_or_sent_directly_counts() -> None:
+    c = counting()
+    poll = FakePoll()
+    c.park(poll, 2)
+    c.push("to the poll")
+    c.sent_directly("a reply")
+    assert c.count_from(0, 10, 1000)
+    assert list(c.outbox) == ["to the poll", "a reply"]

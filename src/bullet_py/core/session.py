@@ -40,6 +40,7 @@ from typing import Protocol
 from ..config import Overflow
 from .negotiate import Transport
 from .outbox import Offer, Outbox
+from .replay import Replay
 
 
 class State(enum.Enum):
@@ -92,6 +93,7 @@ class StreamDecision(enum.Enum):
     """What a WebSocket or event-stream request naming this session gets."""
 
     RESUME = "resume"  # attach to this session
+    PROBE = "probe"  # a stream holds it: resume only if that stream is found dead at once
     REFUSE = "refuse"  # 406: the client must fall back to polling
     FRESH = "fresh"  # leave this session alone; the request gets a new one
 
@@ -130,6 +132,7 @@ class SessionCore:
         "outbox",
         "overflow",
         "polls",
+        "replay",
         "state",
         "transport",
     )
@@ -140,6 +143,7 @@ class SessionCore:
         self.outbox = outbox
         self.overflow = overflow
         self.polls: list[Poll] = []  # oldest first
+        self.replay: Replay | None = None  # kept once the client counts what it receives
         self.close_code = 1000
         self.held = False  # a WebSocket or event stream holds the session (even closing)
         self.opened = False  # on_open was called: on_close is owed
@@ -166,25 +170,27 @@ class SessionCore:
         )
 
     def stream_request(self, transport: Transport) -> StreamDecision:
-        """A stream request carries this session's cookie: resume it, refuse, or start anew.
+        """A stream request carries this session's cookie: resume it, probe, refuse, or start anew.
 
-        An event stream resumes only a detached event-stream session: a polling
-        tab's cookie, or a session another stream holds, gets a session of its
-        own, so two tabs never share a stream's messages.
+        Every transport is a view of one session, so any stream may resume a
+        session no connection is using. One that a stream holds is resumed
+        only if that stream is dead (``PROBE``: the glue asks it at once; a
+        live one means another tab, which gets a session of its own). A
+        session a poll is waiting on belongs to a polling tab: never taken.
         """
-        if self.closing or self.held:
+        if self.closing:
             return StreamDecision.FRESH
-        if transport is Transport.EVENTSOURCE:
-            if self.state is State.STREAM_REFUSED:
-                return StreamDecision.REFUSE
-            if self.transport is not Transport.EVENTSOURCE:
-                return StreamDecision.FRESH
-            return StreamDecision.RESUME
-        return StreamDecision.FRESH
+        if self.held:
+            return StreamDecision.PROBE
+        if self.polls:
+            return StreamDecision.FRESH
+        if transport is Transport.EVENTSOURCE and self.state is State.STREAM_REFUSED:
+            return StreamDecision.REFUSE
+        return StreamDecision.RESUME
 
     def poll_allowed(self) -> bool:
-        """A poll naming this session may take from it (not another tab's live stream)."""
-        return not (self.held and self.transport is Transport.EVENTSOURCE)
+        """A poll naming this session may take from it (never from a live stream's)."""
+        return not self.held
 
     # --- lifecycle events -----------------------------------------------------
 
@@ -246,6 +252,8 @@ class SessionCore:
                 continue
             if message and not self.outbox:
                 del polls[0]
+                if self.replay is not None:
+                    self.replay.record(message)
                 poll.answer(message)
                 return Delivery.HANDED
             break
@@ -259,16 +267,55 @@ class SessionCore:
 
     def requeue(self, message: str) -> None:
         """A message whose write failed goes back to the head, never refused."""
+        if self.replay is not None:
+            self.replay.unrecord()
         self.outbox.requeue(message)
         self.feed_polls()
 
+    def count_from(self, seen: int, max_messages: int, max_chars: int) -> bool:
+        """The client counts what it receives and has had ``seen``: resend what it missed.
+
+        The first count starts the replay buffer. False when the missed
+        messages are no longer all kept (a gap): the session cannot continue
+        for this client without a hole.
+        """
+        replay = self.replay
+        if replay is None:
+            self.replay = Replay(max_messages, max_chars)
+            self.replay.sent = seen
+            return True
+        again = replay.rewind(seen)
+        if again is None:
+            return False
+        for message in reversed(again):
+            self.outbox.requeue(message)
+        if again:
+            self.feed_polls()
+        return True
+
+    def take(self) -> str | None:
+        """The next message for the stream's writer (counted as sent)."""
+        message = self.outbox.take()
+        if message is not None and self.replay is not None:
+            self.replay.record(message)
+        return message
+
     def take_for_xhr(self) -> str | None:
-        """The next message an XHR answer can carry (empty ones are dropped)."""
+        """The next message an XHR answer can carry (empty ones are dropped; counted as sent)."""
         outbox = self.outbox
         while True:
             message = outbox.take()
-            if message is None or message:
+            if message is None:
+                return None
+            if message:
+                if self.replay is not None:
+                    self.replay.record(message)
                 return message
+
+    def sent_directly(self, message: str) -> None:
+        """The transport wrote ``message`` without queueing it (a WebSocket reply)."""
+        if self.replay is not None:
+            self.replay.record(message)
 
     def park(self, poll: Poll, max_polls: int) -> None:
         """Keep ``poll`` until a message comes; the oldest beyond ``max_polls`` answer empty."""

@@ -20,6 +20,12 @@ HEADERS = {
 
 KEEPALIVE = b": keepalive\n\n"
 
+# For a client that counts what it receives (the project's bullet.js): the
+# first event of a stream says whether it resumed the session or began a new
+# one. A named event: the original client listens to default events only.
+RESUMED_EVENT = b"event: bullet\ndata: resumed\n\n"
+FRESH_EVENT = b"event: bullet\ndata: fresh\n\n"
+
 
 def can_carry(message: str) -> bool:
     """True when the browser will hand ``message`` to the page unaltered."""

@@ -92,7 +92,20 @@ class BulletEndpoint:
                 await self.hub.sync_activity()  # polls served by other processes count too
             except BackendError as exc:
                 log_event(logging.WARNING, "backend_unavailable", during="sweep", error=exc)
+            self._notice_dropped_streams()
             self.registry.sweep()
+
+    def _notice_dropped_streams(self) -> None:
+        """Wake the writer of a stream whose connection ended: it sees that and lets go.
+
+        An event stream otherwise notices a drop only at its next write (a
+        push, or the keepalive 15 s later); a client reconnecting meanwhile
+        would find its session still held.
+        """
+        for conn in self.registry:
+            holder = conn.holder
+            if holder is not None and holder.gone():
+                conn.wake_writer()
 
     # --- sessions (what the transports may use: see exchange.Services) -------
 

@@ -21,10 +21,10 @@ from aiohttp import web
 from ..connection import Connection
 from ..core import sse
 from ..core.negotiate import Transport
-from ..core.session import REFUSAL_STATUS, StreamDecision
-from ..exceptions import ProtocolError
 from ..logs import log_event, reject, session_hash
 from .exchange import Exchange, Services
+from .liveness import answered, proxied
+from .resume import begin_counting, plan_stream
 
 _WRITE_ERRORS = (ConnectionError, RuntimeError)
 
@@ -32,31 +32,31 @@ _WRITE_ERRORS = (ConnectionError, RuntimeError)
 async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     opts = endpoint.options
     request = exchange.request
-    conn = endpoint.registry.get(exchange.session_id)
-    decision = StreamDecision.FRESH if conn is None else conn.stream_request(Transport.EVENTSOURCE)
-    if decision is StreamDecision.REFUSE:
-        assert conn is not None
-        log_event(logging.INFO, "eventsource_refused", session=session_hash(conn.session_id))
-        raise ProtocolError("event stream refused: poll instead", REFUSAL_STATUS)
-    fresh = decision is StreamDecision.FRESH
-    if fresh:
-        endpoint.check_capacity(Transport.EVENTSOURCE)
-        conn = endpoint.create_connection(exchange)
-    assert conn is not None
+    plan = await plan_stream(endpoint, exchange)
+    conn = plan.conn
     response = web.StreamResponse(status=200, headers=sse.HEADERS)
     response.headers.update(endpoint.cors_headers(request))
-    if fresh or exchange.tab is not None:  # a tab's cookie is renewed by each stream
-        endpoint.set_cookie(exchange, response, conn.session_id)
-    conn.attach(Transport.EVENTSOURCE)
+    if conn is None or exchange.tab is not None:  # a tab's cookie is renewed by each stream
+        endpoint.set_cookie(exchange, response, plan.session_id)
+    if conn is not None:
+        conn.attach(Transport.EVENTSOURCE)  # before the first await: nobody else takes it
     try:
         try:
             await response.prepare(request)
         except _WRITE_ERRORS:
             # The client left (or half-closed: aiohttp then closes) before the stream began.
-            log_event(logging.DEBUG, "eventsource_gone", session=session_hash(conn.session_id))
-            if fresh:
-                conn.close()
+            log_event(logging.DEBUG, "eventsource_gone", session=session_hash(plan.session_id))
             return response
+        fresh = conn is None
+        if conn is None:
+            conn = endpoint.create_connection(exchange, session_id=plan.session_id)
+            begin_counting(conn, exchange, endpoint)
+            conn.attach(Transport.EVENTSOURCE)
+        conn.holder = _StreamProbe(conn, request, response)
+        if exchange.seen is not None:
+            first = sse.RESUMED_EVENT if plan.resumed else sse.FRESH_EVENT
+            if not await _write(request, response, first, opts.write_timeout, conn.session_id):
+                return response
         if fresh:
             await conn.open()
         await _stream(
@@ -65,10 +65,46 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
         if not conn.closed:
             await _end(request, response, opts.write_timeout, conn.session_id)
     finally:
-        conn.detach()
-        if conn.closed:
-            await conn.finish()
+        if conn is not None:
+            conn.detach()
+            if conn.closed:
+                await conn.finish()
     return response
+
+
+class _StreamProbe:
+    """An event stream as a holder: alive if its peer acknowledges a keepalive at once.
+
+    An event stream carries nothing from the client, so the sign of life is
+    the TCP acknowledgement of a comment written now (see web/liveness.py).
+    """
+
+    __slots__ = ("conn", "request", "response")
+
+    def __init__(
+        self, conn: Connection, request: web.Request, response: web.StreamResponse
+    ) -> None:
+        self.conn = conn
+        self.request = request
+        self.response = response
+
+    def gone(self) -> bool:
+        transport = self.request.transport
+        return transport is None or transport.is_closing()
+
+    async def alive(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self.response.write(sse.KEEPALIVE)
+        except (TimeoutError, *_WRITE_ERRORS):
+            return False
+        return await answered(self.request, None, timeout, count_ack=not proxied(self.request))
+
+    def drop(self) -> None:
+        log_event(logging.INFO, "eventsource_dead_peer", session=session_hash(self.conn.session_id))
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
 
 
 async def _stream(
@@ -102,7 +138,7 @@ async def _stream(
                 if not sse.can_carry(message):
                     if message:
                         break  # refused below, once what precedes it is written
-                    conn.take()  # an empty message cannot travel on an event stream
+                    conn.outbox.take()  # an empty message cannot travel on an event stream
                     continue
                 event = sse.frame(message)
                 if events and size + len(event) > _UNTIMED_MAX_BYTES:

@@ -27,7 +27,7 @@ _TAB_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
 class Exchange:
     """One request at the endpoint, with what every transport asks of it read once."""
 
-    __slots__ = ("cookie_name", "request", "session_id", "tab", "transport")
+    __slots__ = ("cookie_name", "request", "seen", "session_id", "tab", "transport")
 
     def __init__(self, request: web.Request, transport: Transport, cookie_base: str) -> None:
         self.request = request
@@ -39,6 +39,17 @@ class Exchange:
         # cookie to read: session ids are still issued by the server.
         self.cookie_name = cookie_base if self.tab is None else f"{cookie_base}.{self.tab}"
         self.session_id = read_cookie(request, self.cookie_name)
+        # How many messages the client received in its session, if it counts
+        # (the project's bullet.js): a header, or the query where a request
+        # cannot carry headers (WebSocket and EventSource in a browser).
+        self.seen = _count(request.headers.get("X-Bullet-Seen") or request.query.get("bullet_seen"))
+
+
+def _count(value: str | None) -> int | None:
+    """A decimal count of at most 15 digits, else None (as from a client that does not count)."""
+    if value is not None and 0 < len(value) <= 15 and value.isascii() and value.isdigit():
+        return int(value)
+    return None
 
 
 def tab_id(request: web.Request) -> str | None:

@@ -9,7 +9,7 @@ import time
 import weakref
 from typing import ClassVar
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSMsgType, web
 
 from ..connection import CloseReason, Connection
 from ..core import frames
@@ -18,21 +18,35 @@ from ..core.text import exceeds, max_utf8_bytes
 from ..exceptions import ProtocolError
 from ..logs import log_event, reject, session_hash
 from .exchange import Exchange, Services
+from .liveness import answered, proxied
+from .resume import begin_counting, plan_stream
 
 logger = logging.getLogger("bullet_py")
 
 _SEND_ERRORS = (ConnectionError, RuntimeError)
 
 
+# Subprotocols a counting client (the project's bullet.js) offers; the server
+# picks the one that says whether the connection resumed its session or
+# started a new one (its count then starts again from 0). The original client
+# offers none and sees no difference.
+PROTOCOL_RESUMED = "bullet.resumed"
+PROTOCOL_FRESH = "bullet.fresh"
+
+
 async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     opts = endpoint.options
     request = exchange.request
-    ws = web.WebSocketResponse(
-        heartbeat=None,  # pings are _Keepalive's (see there)
-        max_msg_size=max_utf8_bytes(opts.max_message_size),
-        compress=False,  # no permessage-deflate: nothing to inflate, no bombs
-        autoping=False,  # _read_forever answers PING, and a PONG shows the peer alive
-    )
+
+    def response(*protocols: str) -> web.WebSocketResponse:
+        return web.WebSocketResponse(
+            protocols=protocols,
+            heartbeat=None,  # pings are _Keepalive's (see there)
+            max_msg_size=max_utf8_bytes(opts.max_message_size),
+            compress=False,  # no permessage-deflate: nothing to inflate, no bombs
+            autoping=False,  # _read_forever answers PING, and a PONG shows the peer alive
+        )
+
     if request.headers.get("Sec-WebSocket-Version", "").strip() != "13":
         # aiohttp also takes the drafts 7 and 8; browsers only speak RFC 6455.
         raise ProtocolError(
@@ -42,20 +56,33 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
             reason="version",
             headers={"Sec-WebSocket-Version": "13"},
         )
-    ready = ws.can_prepare(request)
-    if not ready.ok:
+    if not response().can_prepare(request).ok:
         raise ProtocolError(
             "", 400, event="bad_handshake", reason="websocket", text="bad WebSocket handshake"
         )
-    endpoint.check_capacity(Transport.WEBSOCKET)
+    resumable = opts.resumes(Transport.WEBSOCKET.value)
+    plan = await plan_stream(endpoint, exchange)
+    ws = response(PROTOCOL_RESUMED if plan.resumed else PROTOCOL_FRESH)
     ws.headers.update(endpoint.cors_headers(request))
+    if resumable:
+        endpoint.set_cookie(exchange, ws, plan.session_id)  # the next handshake resumes by it
+    conn = plan.conn
+    if conn is not None:
+        conn.attach(Transport.WEBSOCKET)  # before the handshake's await: nobody else takes it
     try:
         await ws.prepare(request)
     except _SEND_ERRORS:
         log_event(logging.DEBUG, "websocket_gone", transport="websocket")
+        if conn is not None:
+            conn.detach()
         return ws  # the client left during the handshake: no session was made
-    conn = endpoint.create_connection(exchange)
-    conn.attach(Transport.WEBSOCKET)
+    fresh = conn is None
+    if conn is None:
+        conn = endpoint.create_connection(exchange, session_id=plan.session_id)
+        begin_counting(conn, exchange, endpoint)
+        conn.attach(Transport.WEBSOCKET)
+    probe = _Probe(conn, ws, request)
+    conn.holder = probe
     conn.on_queued = _Flusher(conn, ws, request)
     keepalive = (
         None
@@ -65,29 +92,82 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     writer = asyncio.get_running_loop().create_task(
         _write_forever(conn, ws, request, opts.write_timeout)
     )
+    dropped = False
     try:
-        await conn.open()
-        await _read_forever(
-            conn, ws, request, opts.max_message_size, opts.ws_idle_timeout, opts.write_timeout
+        if fresh:
+            await conn.open()
+        else:
+            conn.wake_writer()  # what waited while it was away goes first
+            if conn.outbox:
+                conn.on_queued()
+        dropped = await _read_forever(
+            conn,
+            ws,
+            request,
+            opts.max_message_size,
+            opts.ws_idle_timeout,
+            opts.write_timeout,
+            probe,
         )
     finally:
         conn.on_queued = None
         if keepalive is not None:
             keepalive.stop()
+        # A connection that dropped (no close frame: a reset, a cut, a dead
+        # peer) leaves a resumable session detached for its next connection.
+        detach_only = dropped and resumable and not conn.closed
         try:
-            if not conn.closed:
+            if not conn.closed and not detach_only:
                 conn.close()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-            if not ws.closed and not await _close_socket(ws, conn.close_code, opts.write_timeout):
+            if detach_only:
+                _abort(request)
+            elif not ws.closed and not await _close_socket(ws, conn.close_code, opts.write_timeout):
                 _abort(request)
         finally:
             # Even when this task is cancelled meanwhile (the client left and aiohttp
             # cancels handlers, or a shutdown), on_close must run, exactly once.
             conn.detach()
-            await asyncio.shield(endpoint.registry.spawn(conn.finish()))
+            if conn.closed:
+                await asyncio.shield(endpoint.registry.spawn(conn.finish()))
+            else:
+                log_event(logging.INFO, "session_detached", session=session_hash(conn.session_id))
     return ws
+
+
+class _Probe:
+    """The WebSocket as a holder: asked whether it is alive, it pings (see web/liveness.py)."""
+
+    __slots__ = ("conn", "heard", "request", "ws")
+
+    def __init__(self, conn: Connection, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.conn = conn
+        self.ws = ws
+        self.request = request
+        self.heard: asyncio.Future[None] | None = None  # resolved by the reader's next frame
+
+    async def alive(self, timeout: float) -> bool:
+        if self.gone():
+            return False
+        heard = self.heard
+        if heard is None or heard.done():
+            heard = self.heard = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.ws.ping()
+        except (TimeoutError, *_SEND_ERRORS):
+            return False
+        return await answered(self.request, heard, timeout, count_ack=not proxied(self.request))
+
+    def gone(self) -> bool:
+        transport = self.request.transport
+        return self.ws.closed or transport is None or transport.is_closing()
+
+    def drop(self) -> None:
+        log_event(logging.INFO, "websocket_dead_peer", session=session_hash(self.conn.session_id))
+        _abort(self.request)
 
 
 async def _read_forever(
@@ -97,13 +177,25 @@ async def _read_forever(
     max_units: int,
     idle_timeout: float | None,
     write_timeout: float,
-) -> None:
+    probe: _Probe,
+) -> bool:
+    """Read until the connection ends; True if it dropped rather than ended.
+
+    Ended: the client's close frame, a frame breaking the protocol, the
+    session closed here. Dropped: the connection went away without a close
+    frame (a reset, a cut, a dead peer), or a write to it failed.
+    """
     while not conn.closed:
         try:
             msg = await ws.receive(timeout=idle_timeout)
         except TimeoutError:
             log_event(logging.INFO, "websocket_idle", session=session_hash(conn.session_id))
-            return
+            return True
+        heard = probe.heard
+        if heard is not None:
+            probe.heard = None
+            if not heard.done():
+                heard.set_result(None)
         if msg.type is WSMsgType.TEXT:
             data: str = msg.data
             if exceeds(data, max_units):
@@ -115,7 +207,7 @@ async def _read_forever(
                     length=len(data),
                 )
                 conn.close(CloseReason.TOO_BIG)
-                return
+                return False
             reply = await conn.handle_message(data)
             if reply is None or conn.closed:
                 continue
@@ -123,6 +215,7 @@ async def _read_forever(
                 conn.send(reply)
                 continue
             # Nothing queued ahead of it: write the reply here, saving a task switch.
+            conn.core.sent_directly(reply)
             try:
                 transport = request.transport
                 if (
@@ -142,30 +235,35 @@ async def _read_forever(
                 )
                 conn.close(CloseReason.POLICY)
                 _abort(request)
-                return
+                return False
             except _SEND_ERRORS:
-                return
+                conn.requeue(reply)  # the next connection gets it (if the session resumes)
+                return True
         elif msg.type is WSMsgType.PING:
             conn.touch()
             try:
                 async with asyncio.timeout(write_timeout):
                     await ws.pong(msg.data)
             except (TimeoutError, *_SEND_ERRORS):
-                return
+                return True
         elif msg.type is WSMsgType.PONG:
             conn.touch()  # what _Keepalive waits for
         elif msg.type is WSMsgType.BINARY:
             conn.touch()
             log_event(logging.DEBUG, "binary_frame_ignored", length=len(msg.data))
+        elif msg.type is WSMsgType.ERROR and isinstance(ws.exception(), WebSocketError):
+            reject(
+                "bad_frame",
+                type(ws.exception()).__name__,
+                transport="websocket",
+                session_id=conn.session_id,
+            )
+            return False
         else:
-            if msg.type is WSMsgType.ERROR:
-                reject(
-                    "bad_frame",
-                    type(ws.exception()).__name__,
-                    transport="websocket",
-                    session_id=conn.session_id,
-                )
-            return
+            # CLOSE: the client ended it. CLOSED, or an ERROR that is not the
+            # protocol's (a lost connection): it went away without a close frame.
+            return msg.type is not WSMsgType.CLOSE
+    return False
 
 
 async def _write_forever(
@@ -188,7 +286,8 @@ async def _write_forever(
                 _abort(request)  # a close frame cannot get past what the peer does not read
                 return
             except _SEND_ERRORS:
-                conn.close()
+                conn.requeue(message)  # kept for the next connection, if the session resumes
+                _abort(request)  # and the reader sees the drop
                 return
         if conn.closed:
             if not await _close_socket(ws, conn.close_code, write_timeout):
@@ -268,6 +367,7 @@ class _Flusher:
         self.scheduled = False
         conn = self.conn
         outbox = conn.outbox
+        take = conn.core.take  # counts the message as sent (replay)
         transport = self.request.transport
         while (
             outbox
@@ -286,7 +386,7 @@ class _Flusher:
                     break  # send_str in the writer task reports it
                 if size + len(data) > _FLUSH_MAX_BYTES:
                     break
-                outbox.take()
+                take()
                 payloads.append(data)
                 size += len(data) + frames.MAX_HEADER_SIZE
             if not payloads:
@@ -375,8 +475,7 @@ class _Keepalive:
                     log_event(
                         logging.INFO, "websocket_dead_peer", session=session_hash(conn.session_id)
                     )
-                    conn.close(CloseReason.GOING_AWAY)
-                    _abort(self.request)
+                    _abort(self.request)  # a drop: the reader detaches (or ends) the session
                     return
                 self.handle = self.loop.call_later(self.interval / 2 - waited, self._check)
                 return
