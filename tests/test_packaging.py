@@ -96,19 +96,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     base = tmp_path_factory.mktemp("packaging")
     checkout = base / "checkout"
     copy_without_symlinks(checkout)
-    dist = base / "dist"
-    run(sys.executable, "-m", "build", "--no-isolation", "--sdist", "--wheel",
-        "--outdir", dist, checkout)  # fmt: skip
-    (sdist,) = dist.glob("*.tar.gz")
-    (wheel,) = dist.glob("*.whl")
-    # A second wheel from the sdist alone: what pip does with it.
-    again = base / "from-sdist"
-    with tarfile.open(sdist) as tar:
-        tar.extractall(again, filter="data")
-    (unpacked,) = again.iterdir()
-    run(sys.executable, "-m", "build", "--no-isolation", "--wheel",
-        "--outdir", base / "dist2", unpacked)  # fmt: skip
-    (wheel_from_sdist,) = (base / "dist2").glob("*.whl")
+    # Without --sdist/--wheel, build makes the sdist, then a wheel from that sdist alone
+    # (what pip does with it); the second run makes a wheel straight from the checkout.
+    via_sdist, direct = base / "via-sdist", base / "direct"
+    run(sys.executable, "-m", "build", "--no-isolation", "--outdir", via_sdist, checkout)
+    run(sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", direct, checkout)
+    (sdist,) = via_sdist.glob("*.tar.gz")
+    (wheel_from_sdist,) = via_sdist.glob("*.whl")
+    (wheel,) = direct.glob("*.whl")
     return Built(checkout, sdist, wheel, wheel_from_sdist)
 
 
