@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec python3 examples/backbone/app.py --host "${HOST:-127.0.0.1}" --port "${PORT:-8080}"
+exec .venv/bin/python examples/backbone/app.py --host "${HOST:-127.0.0.1}" --port "${PORT:-8080}"

@@ -14,7 +14,22 @@ from .endpoint import BulletEndpoint
 
 ENDPOINTS = web.AppKey("bullet_py_endpoints", dict[str, BulletEndpoint])
 
-JS_DIR = Path(__file__).resolve().parent.parent / "static"
+
+def _js_dir() -> Path:
+    """The browser files: bullet_py/static in a wheel, the top-level js/ in a source tree.
+
+    pyproject.toml maps the package bullet_py.static onto js/, so an installed wheel has
+    them beside the code; an editable install or ``PYTHONPATH=src`` runs the code from
+    src/bullet_py, and js/ is two levels up.
+    """
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "static"
+    if installed.is_dir():
+        return installed
+    return package.parent.parent / "js"
+
+
+JS_DIR = _js_dir()
 
 
 def setup(
