@@ -25,7 +25,9 @@ from .exchange import Exchange
 
 logger = logging.getLogger("bullet_py")
 
-CORS_ALLOW_HEADERS = "Content-Type, X-Socket-Transport, X-Requested-With, X-Bullet-Tab"
+CORS_ALLOW_HEADERS = (
+    "Content-Type, X-Socket-Transport, X-Requested-With, X-Bullet-Tab, X-Bullet-Seen"
+)
 
 
 class BulletEndpoint:
@@ -252,6 +254,7 @@ class BulletEndpoint:
         return {
             "Access-Control-Allow-Origin": allowed,
             "Access-Control-Allow-Credentials": "true",
+            "Access-Control-Expose-Headers": "X-Bullet-Session",
             "Vary": "Origin",
         }
 

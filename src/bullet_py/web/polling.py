@@ -80,6 +80,9 @@ async def _live_session(endpoint: Services, exchange: Exchange) -> Connection | 
             store.forget(session_id)
             raise
         conn = endpoint.create_connection(exchange, session_id=session_id)
+        if exchange.seen is not None:
+            opts = endpoint.options
+            conn.core.count_from(0, opts.replay_max_messages, opts.replay_max_chars)
         await conn.open()
         return conn
     if located.placement is Placement.HERE:
@@ -101,7 +104,9 @@ async def serve_poll(endpoint: Services, exchange: Exchange) -> web.StreamRespon
     if isinstance(found, _Elsewhere) and not found.queued:
         found = None  # an event stream's session: its queue is not in the store
     if isinstance(found, Connection) and not found.core.poll_allowed():
-        found = None  # another tab's live event stream: never take its messages
+        found = None  # another tab's live stream: never take its messages
+    if isinstance(found, Connection) and not _counted(endpoint, exchange, found):
+        found = None  # it missed more than the session still keeps: a fresh one, and it is told
     store = endpoint.hub.store
     if found is None:
         first = web.Response(status=204)
@@ -111,6 +116,8 @@ async def serve_poll(endpoint: Services, exchange: Exchange) -> web.StreamRespon
         except BackendError:
             raise _unavailable(Transport.POLL, "issue_pending") from None
         endpoint.set_cookie(exchange, first, session_id)
+        if exchange.seen is not None:
+            first.headers[SESSION_HEADER] = "fresh"  # a counting client starts again from 0
         return first
     if isinstance(found, _Elsewhere):
         return await _poll(endpoint, exchange, store, found.session_id, None)
@@ -118,6 +125,27 @@ async def serve_poll(endpoint: Services, exchange: Exchange) -> web.StreamRespon
     # The queue is where the session's store keeps it: shared, or the session's own.
     queue = store if found.store_queue else endpoint.hub.local_store
     return await _poll(endpoint, exchange, queue, found.session_id, found)
+
+
+SESSION_HEADER = "X-Bullet-Session"
+"""On a poll's answer to a counting client: ``fresh`` when its count starts again from 0."""
+
+
+def _counted(endpoint: Services, exchange: Exchange, conn: Connection) -> bool:
+    """A counting client's poll reports what it received: resend what it missed.
+
+    False when that is no longer all kept: the session is closed, and the
+    poll gets a fresh one (a gap the client is told of, never a silent one).
+    """
+    seen = exchange.seen
+    if seen is None or conn.store_queue:
+        return True
+    opts = endpoint.options
+    if conn.core.count_from(seen, opts.replay_max_messages, opts.replay_max_chars):
+        return True
+    log_event(logging.INFO, "session_reset", session=session_hash(conn.session_id))
+    conn.close()
+    return False
 
 
 async def _answer_poll(
