@@ -74,6 +74,7 @@ class Options:
     # --- reverse proxies ------------------------------------------------------
     # TCP peers whose Forwarded / X-Forwarded-For|Proto|Host headers are believed:
     # addresses or networks, "*" for any, empty for none (uvicorn's forwarded_allow_ips).
+    # On a unix socket (no peer address) only "*" trusts the proxy.
     trusted_proxies: Collection[str] = ("127.0.0.0/8", "::1")
 
     def __post_init__(self) -> None:

@@ -53,7 +53,9 @@ class Peer:
 class TrustedProxies:
     """The addresses whose forwarding headers are believed ("*": every address)."""
 
-    __slots__ = ("any", "networks")
+    __slots__ = ("_memo", "any", "networks")
+
+    MEMO_SIZE = 1024  # peers remembered (parsing an address costs more than the rest)
 
     def __init__(self, entries: Collection[str]) -> None:
         """Raise ValueError on an entry that is not an address, a network or "*"."""
@@ -63,17 +65,25 @@ class TrustedProxies:
         self.networks: tuple[Network, ...] = tuple(
             ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry != "*"
         )
+        self._memo: dict[str, bool] = {}
 
     def __contains__(self, address: object) -> bool:
         if self.any:
             return True
         if isinstance(address, str):
-            parsed = parse_address(address)
-            if parsed is None:
-                return False
-            address = parsed
-        if not isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
-            return False
+            known = self._memo.get(address)
+            if known is None:
+                parsed = parse_address(address)
+                known = parsed is not None and self._holds(parsed)
+                if len(self._memo) >= self.MEMO_SIZE:
+                    self._memo.clear()
+                self._memo[address] = known
+            return known
+        if isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            return self._holds(address)
+        return False
+
+    def _holds(self, address: Address) -> bool:
         address = _unmapped(address)
         return any(address in network for network in self.networks)
 
@@ -241,9 +251,11 @@ def resolve(
     walk goes on only while that client is a trusted proxy too. A ``for``
     that is not an address (``unknown``, an obfuscated name) ends the walk.
     """
-    direct = Peer(scheme, host, _text(peer))
+    direct = Peer(scheme, host, peer)
     if peer is None or peer not in trusted:
         return direct
+    if not (forwarded or x_forwarded_for or x_forwarded_proto or x_forwarded_host):
+        return direct  # the common case of a direct client: nothing to parse
     hops = parse_forwarded(forwarded) if forwarded else None
     if not hops:
         hops = parse_x_forwarded(x_forwarded_for, x_forwarded_proto, x_forwarded_host)
@@ -263,10 +275,3 @@ def resolve(
         if address not in trusted:
             break
     return Peer(scheme, host, client, forwarded=True)
-
-
-def _text(peer: str | None) -> str | None:
-    if peer is None:
-        return None
-    address = parse_address(peer)
-    return peer if address is None else str(address)

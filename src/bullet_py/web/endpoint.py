@@ -72,6 +72,7 @@ class BulletEndpoint:
             else frozenset(normalise_pattern(host) for host in opts.allowed_hosts)
         )
         self._loopback: dict[object, bool] = {}  # local socket address -> is loopback
+        self._hosts: dict[tuple[str, bool], bool] = {}  # (Host, loopback) -> served
         self.post_limits = (
             None if opts.post_rate_per_session is None else RateLimiter(opts.post_rate_per_session),
             None if opts.post_rate_per_address is None else RateLimiter(opts.post_rate_per_address),
@@ -262,7 +263,16 @@ class BulletEndpoint:
                 loopback = is_loopback_socket(sockname)
                 if isinstance(key, str) and len(self._loopback) < 64:
                     self._loopback[key] = loopback
-        return host_allowed(peer.host or None, self.allowed_hosts, loopback=loopback)
+        if not peer.host:
+            return True  # no Host (HTTP/1.0): nothing to misdirect
+        key = (peer.host, loopback)
+        served = self._hosts.get(key)
+        if served is None:
+            served = host_allowed(peer.host, self.allowed_hosts, loopback=loopback)
+            if len(self._hosts) >= 1024:
+                self._hosts.clear()  # many names: an attacker's, not worth keeping
+            self._hosts[key] = served
+        return served
 
     def _origin_ok(self, request: web.Request, peer: Peer, origin: str | None) -> bool:
         return origin_allowed(
