@@ -82,6 +82,15 @@ async def test_a_wrong_host_is_refused_before_the_method_and_origin_checks(aioht
     assert resp.status == 421 and "Set-Cookie" not in resp.headers
 
 
+async def test_a_refused_post_closes_its_connection(aiohttp_client):
+    app, _ = make_app()
+    client = await aiohttp_client(app)
+    headers = {**POST_HEADERS, **rebinding(client.port)}
+    async with client.post("/bullet", data=b"x" * 100_000, headers=headers) as r:
+        assert r.status == 421
+        assert r.headers["Connection"].lower() == "close"  # the body is never read
+
+
 async def test_a_forged_forwarded_host_does_not_open_the_door(aiohttp_client):
     """A rebinding page may add X-Forwarded-Host itself (same origin, no preflight).
 

@@ -201,6 +201,7 @@ class BulletEndpoint:
                     event="bad_host",
                     reason="forwarded_host" if peer.forwarded else "host",
                     text="Misdirected Request: this host name is not served here.",
+                    close_connection=transport is Transport.SEND,  # its body is left unread
                 )
             if transport is Transport.REJECT:
                 raise ProtocolError(
@@ -219,7 +220,7 @@ class BulletEndpoint:
                 raise ProtocolError("stopping", 503, headers={"Retry-After": "5"})
             exchange = Exchange(request, transport, opts.cookie_name, peer)
             if self.authorize is not None:
-                exchange.identity = await self._authorize(request)
+                exchange.identity = await self._authorize(request, transport is Transport.SEND)
             response: web.StreamResponse
             if transport is Transport.WEBSOCKET:
                 response = await websocket.serve(self, exchange)
@@ -283,22 +284,34 @@ class BulletEndpoint:
             allow_missing=self.options.allow_missing_origin,
         )
 
-    async def _authorize(self, request: web.Request) -> Any:
-        """Run the application's hook: its identity, or a refusal (nothing exists yet)."""
+    async def _authorize(self, request: web.Request, unread_body: bool) -> Any:
+        """Run the application's hook: its identity, or a refusal (nothing exists yet).
+
+        A refused POST's body is left unread and its connection closed (as for
+        every POST refused before its body is read).
+        """
         assert self.authorize is not None
         try:
             identity = await call_bounded(self.authorize, (request,), self.options.handler_timeout)
         except CallbackFailed as failed:
             if isinstance(failed.original, ProtocolError):  # Refused, or a rule of ours
+                failed.original.close_connection |= unread_body
                 raise failed.original from None
             log_event(logging.ERROR, "authorize_failed", error=repr(failed.original)[:200])
-            raise ProtocolError("", 500) from None
+            raise ProtocolError("", 500, close_connection=unread_body) from None
         except CallbackTimeout:
             raise ProtocolError(
-                "", 503, event="authorize_failed", reason="timeout", headers={"Retry-After": "5"}
+                "",
+                503,
+                event="authorize_failed",
+                reason="timeout",
+                headers={"Retry-After": "5"},
+                close_connection=unread_body,
             ) from None
         if identity is None:
-            raise ProtocolError("", 401, event="unauthorized", reason="no_identity")
+            raise ProtocolError(
+                "", 401, event="unauthorized", reason="no_identity", close_connection=unread_body
+            )
         return identity
 
     def _explicitly_allowed(self, origin: str | None) -> str | None:
