@@ -108,6 +108,8 @@ class BulletEndpoint:
             hub=self.hub,
             request=exchange.request,
         )
+        conn.recorder = recorder = self.hub.recorder
+        recorder.opened(exchange.transport.value)
         if register:
             self.registry.add(conn)
             if exchange.transport is not Transport.WEBSOCKET:
@@ -191,6 +193,7 @@ class BulletEndpoint:
             else:
                 response = await polling.serve_send(self, exchange)
         except ProtocolError as refused:
+            self.hub.recorder.refused(refused.status_hint, refused.reason or refused.event or "-")
             response = await _refusal(request, transport, refused)
         if not response.prepared:
             response.headers.update(self.cors_headers(request))

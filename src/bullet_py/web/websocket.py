@@ -98,6 +98,7 @@ async def _read_forever(
     idle_timeout: float | None,
     write_timeout: float,
 ) -> None:
+    recorder = conn.recorder
     while not conn.closed:
         try:
             msg = await ws.receive(timeout=idle_timeout)
@@ -116,6 +117,7 @@ async def _read_forever(
                 )
                 conn.close(CloseReason.TOO_BIG)
                 return
+            recorder.message_in("websocket")
             reply = await conn.handle_message(data)
             if reply is None or conn.closed:
                 continue
@@ -133,6 +135,7 @@ async def _read_forever(
                     await ws.send_str(reply)  # cannot wait on the peer: see _send
                 else:
                     await _send(ws, request, reply, write_timeout)
+                recorder.message_out("websocket")
             except TimeoutError:
                 reject(
                     "slow_consumer",
@@ -177,6 +180,7 @@ async def _write_forever(
         while (message := conn.take()) is not None:
             try:
                 await _send(ws, request, message, write_timeout)
+                conn.recorder.message_out("websocket")
             except TimeoutError:
                 reject(
                     "slow_consumer",
@@ -292,6 +296,7 @@ class _Flusher:
             if not payloads:
                 break
             transport.write(frames.texts(payloads))
+            conn.recorder.message_out("websocket", len(payloads))
         if outbox or conn.closed:
             conn.wake_writer()
 
