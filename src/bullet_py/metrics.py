@@ -116,6 +116,7 @@ class PrometheusRecorder(Recorder):
         # Label children looked up once: a message pays a dict lookup and an inc().
         self._in = {t: self.in_total.labels(t) for t in TRANSPORTS}
         self._out = {t: self.out_total.labels(t) for t in TRANSPORTS}
+        self._handler: dict[str, Histogram] = {}  # callback names: a handful
         for transport in TRANSPORTS:  # every series exists from the start, at 0
             self.opened_total.labels(transport)
             self.closed_total.labels(transport)
@@ -142,7 +143,10 @@ class PrometheusRecorder(Recorder):
         self.overflow_total.labels(policy).inc()
 
     def handler_seconds(self, callback: str, seconds: float) -> None:
-        self.handler.labels(callback).observe(seconds)
+        child = self._handler.get(callback)
+        if child is None:
+            child = self._handler[callback] = self.handler.labels(callback)
+        child.observe(seconds)
 
     def resumed(self, transport: str) -> None:
         # Nothing calls this yet: sessions do not resume across connections today.
@@ -266,7 +270,8 @@ def _instruments(registry: CollectorRegistry) -> _Instruments:
     found = _by_registry.get(registry)
     if found is None:
         recorder = PrometheusRecorder(registry)
-        event_hooks.append(recorder.event)
+        if _count_event not in event_hooks:
+            event_hooks.append(_count_event)
         collector: EndpointCollector | None = None
         shared: SharedGauges | None = None
         if multiprocess_dir() is None:
@@ -276,6 +281,12 @@ def _instruments(registry: CollectorRegistry) -> _Instruments:
             shared = SharedGauges(registry)
         found = _by_registry[registry] = _Instruments(recorder, collector, shared)
     return found
+
+
+def _count_event(name: str) -> None:
+    """The log-event hook: every instrumented registry counts the event."""
+    for found in list(_by_registry.values()):
+        found.recorder.event(name)
 
 
 def instrument(
