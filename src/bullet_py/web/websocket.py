@@ -185,6 +185,7 @@ async def _read_forever(
     session closed here. Dropped: the connection went away without a close
     frame (a reset, a cut, a dead peer), or a write to it failed.
     """
+    recorder = conn.recorder
     while not conn.closed:
         try:
             msg = await ws.receive(timeout=idle_timeout)
@@ -208,6 +209,7 @@ async def _read_forever(
                 )
                 conn.close(CloseReason.TOO_BIG)
                 return False
+            recorder.message_in("websocket")
             reply = await conn.handle_message(data)
             if reply is None or conn.closed:
                 continue
@@ -226,6 +228,7 @@ async def _read_forever(
                     await ws.send_str(reply)  # cannot wait on the peer: see _send
                 else:
                     await _send(ws, request, reply, write_timeout)
+                recorder.message_out("websocket")
             except TimeoutError:
                 reject(
                     "slow_consumer",
@@ -275,6 +278,7 @@ async def _write_forever(
         while (message := conn.take()) is not None:
             try:
                 await _send(ws, request, message, write_timeout)
+                conn.recorder.message_out("websocket")
             except TimeoutError:
                 reject(
                     "slow_consumer",
@@ -392,6 +396,7 @@ class _Flusher:
             if not payloads:
                 break
             transport.write(frames.texts(payloads))
+            conn.recorder.message_out("websocket", len(payloads))
         if outbox or conn.closed:
             conn.wake_writer()
 
