@@ -18,7 +18,7 @@ from ..core.text import exceeds, max_utf8_bytes
 from ..exceptions import ProtocolError
 from ..logs import log_event, reject, session_hash
 from .exchange import Exchange, Services
-from .liveness import answered, proxied
+from .liveness import answered
 from .resume import begin_counting, plan_stream
 
 logger = logging.getLogger("bullet_py")
@@ -92,7 +92,10 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     writer = asyncio.get_running_loop().create_task(
         _write_forever(conn, ws, request, opts.write_timeout)
     )
-    dropped = False
+    # Until the reader says how the connection ended, its end is a drop: a
+    # cancellation (aiohttp cancels the handler of a connection that is lost)
+    # must leave the session resumable like any other drop.
+    dropped = True
     try:
         if fresh:
             await conn.open()
@@ -159,7 +162,10 @@ class _Probe:
                 await self.ws.ping()
         except (TimeoutError, *_SEND_ERRORS):
             return False
-        return await answered(self.request, heard, timeout, count_ack=not proxied(self.request))
+        # Only the peer's own frame counts: a WebSocket client answers pings
+        # from its network stack (a browser) or its reader; a kernel's
+        # acknowledgement would also come from a proxy or a client that stopped.
+        return await answered(self.request, heard, timeout, count_ack=False)
 
     def gone(self) -> bool:
         transport = self.request.transport
