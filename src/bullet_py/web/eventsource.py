@@ -24,7 +24,7 @@ from ..core.negotiate import Transport
 from ..core.session import REFUSAL_STATUS, StreamDecision
 from ..exceptions import ProtocolError
 from ..logs import log_event, reject, session_hash
-from .exchange import Exchange, Services
+from .exchange import Exchange, Services, client_address
 
 _WRITE_ERRORS = (ConnectionError, RuntimeError)
 
@@ -40,7 +40,8 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
         raise ProtocolError("event stream refused: poll instead", REFUSAL_STATUS)
     fresh = decision is StreamDecision.FRESH
     if fresh:
-        endpoint.check_capacity(Transport.EVENTSOURCE)
+        endpoint.limit_minting(exchange)
+        endpoint.check_capacity(Transport.EVENTSOURCE, client_address(exchange))
         conn = endpoint.create_connection(exchange)
     assert conn is not None
     response = web.StreamResponse(status=200, headers=sse.HEADERS)

@@ -41,6 +41,15 @@ class Exchange:
         self.session_id = read_cookie(request, self.cookie_name)
 
 
+def client_address(exchange: Exchange) -> str:
+    """The client's address, the key of per-address limits and fair shares.
+
+    The peer's address as the socket sees it ("-" if unknown). The one place
+    to change when the real client's address is known behind trusted proxies.
+    """
+    return exchange.request.remote or "-"
+
+
 def tab_id(request: web.Request) -> str | None:
     """The tab id the project's client sends, if well formed (8 to 64 token characters).
 
@@ -87,8 +96,11 @@ class Services(Protocol):
     ) -> Connection:
         """A new session for this request (registered unless ``register`` is False)."""
 
-    def check_capacity(self, transport: Transport) -> None:
-        """Raise ProtocolError (503) when no new session may start."""
+    def check_capacity(self, transport: Transport, address: str | None = None) -> None:
+        """Raise ProtocolError (503) when no new session may start (from ``address``)."""
+
+    def limit_minting(self, exchange: Exchange) -> None:
+        """Raise ProtocolError (429) when the client starts new sessions too fast."""
 
     def set_cookie(self, exchange: Exchange, response: web.StreamResponse, sid: str) -> None:
         """Name the session in the request's cookie."""

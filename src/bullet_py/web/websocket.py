@@ -13,11 +13,13 @@ from aiohttp import WSMsgType, web
 
 from ..connection import CloseReason, Connection
 from ..core import frames
+from ..core.maskcheck import MaskCheck
 from ..core.negotiate import Transport
+from ..core.ratelimit import MessageBudget, Spend
 from ..core.text import exceeds, max_utf8_bytes
 from ..exceptions import ProtocolError
 from ..logs import log_event, reject, session_hash
-from .exchange import Exchange, Services
+from .exchange import Exchange, Services, client_address
 
 logger = logging.getLogger("bullet_py")
 
@@ -47,14 +49,18 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
         raise ProtocolError(
             "", 400, event="bad_handshake", reason="websocket", text="bad WebSocket handshake"
         )
-    endpoint.check_capacity(Transport.WEBSOCKET)
+    endpoint.limit_minting(exchange)
+    endpoint.check_capacity(Transport.WEBSOCKET, client_address(exchange))
     ws.headers.update(endpoint.cors_headers(request))
+    guard = _MaskGuard.install(request)
     try:
         await ws.prepare(request)
     except _SEND_ERRORS:
         log_event(logging.DEBUG, "websocket_gone", transport="websocket")
         return ws  # the client left during the handshake: no session was made
     conn = endpoint.create_connection(exchange)
+    if guard is not None:
+        guard.conn = conn
     conn.attach(Transport.WEBSOCKET)
     conn.on_queued = _Flusher(conn, ws, request)
     keepalive = (
@@ -67,8 +73,18 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     )
     try:
         await conn.open()
+        budget = MessageBudget(
+            (opts.ws_message_rate, opts.ws_message_burst),
+            (opts.ws_control_rate, opts.ws_control_burst),
+        )
         await _read_forever(
-            conn, ws, request, opts.max_message_size, opts.ws_idle_timeout, opts.write_timeout
+            conn,
+            ws,
+            request,
+            budget,
+            opts.max_message_size,
+            opts.ws_idle_timeout,
+            opts.write_timeout,
         )
     finally:
         conn.on_queued = None
@@ -90,21 +106,48 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     return ws
 
 
+#: Frames one reader handles before it lets the other tasks of the loop run.
+#: aiohttp hands a reader every frame already parsed without suspending, so
+#: a client whose frames are always ready would otherwise hold the loop for a
+#: whole socket read (tens of thousands of tiny frames).
+_FRAMES_PER_TURN = 16
+
+
 async def _read_forever(
     conn: Connection,
     ws: web.WebSocketResponse,
     request: web.Request,
+    budget: MessageBudget,
     max_units: int,
     idle_timeout: float | None,
     write_timeout: float,
 ) -> None:
+    turn = 0
     while not conn.closed:
+        turn += 1
+        if turn >= _FRAMES_PER_TURN:
+            turn = 0
+            await asyncio.sleep(0)  # fairness: see _FRAMES_PER_TURN
+            if conn.closed:
+                return
         try:
             msg = await ws.receive(timeout=idle_timeout)
         except TimeoutError:
             log_event(logging.INFO, "websocket_idle", session=session_hash(conn.session_id))
             return
-        if msg.type is WSMsgType.TEXT:
+        kind = msg.type
+        spent = (
+            budget.control_frame(time.monotonic())
+            if kind is WSMsgType.PING
+            else budget.message(time.monotonic())
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY
+            else Spend.OK
+        )
+        if spent is not Spend.OK:
+            reject("rate_limited", spent.value, transport="websocket", session_id=conn.session_id)
+            conn.close(CloseReason.POLICY)
+            return
+        if kind is WSMsgType.TEXT:
             data: str = msg.data
             if exceeds(data, max_units):
                 reject(
@@ -397,6 +440,72 @@ class _Keepalive:
             pass  # no pong will come either: _check drops the connection
         finally:
             self.pinging = None
+
+
+class _MaskGuard(asyncio.Protocol):
+    """Stands between the socket and aiohttp's protocol to refuse unmasked client frames.
+
+    RFC 6455 §5.1: a server must close the connection on a client frame
+    without a mask; aiohttp's reader accepts them. The guard is the socket's
+    protocol (``transport.set_protocol``, asyncio's public API) for the life
+    of the WebSocket: every chunk goes through :class:`core.maskcheck.MaskCheck`
+    (headers only), then on to aiohttp unchanged. From the first unmasked
+    frame on nothing more is passed on: the guard writes a close frame with
+    1002 and closes the connection, which ends aiohttp's reader.
+    tests/robustness/test_i_abuse.py fails if aiohttp starts to refuse such
+    frames itself (then this guard can go) or if the guard stops seeing them.
+    """
+
+    def __init__(self, inner: asyncio.BaseProtocol, transport: asyncio.Transport) -> None:
+        self.inner = inner
+        self.transport = transport
+        self.check = MaskCheck()
+        self.conn: Connection | None = None
+
+    @classmethod
+    def install(cls, request: web.Request) -> _MaskGuard | None:
+        transport = request.transport
+        if not isinstance(transport, asyncio.Transport):
+            return None
+        guard = cls(transport.get_protocol(), transport)
+        transport.set_protocol(guard)
+        return guard
+
+    def data_received(self, data: bytes) -> None:
+        if self.check.feed(data):
+            self.inner.data_received(data)  # type: ignore[attr-defined]
+            return
+        if self.transport.is_closing():
+            return
+        conn = self.conn
+        reject(
+            "bad_frame",
+            "unmasked",
+            transport="websocket",
+            session_id=None if conn is None else conn.session_id,
+        )
+        if conn is not None:
+            conn.close(_PROTOCOL_ERROR)
+        self.transport.write(frames.close(_PROTOCOL_ERROR))
+        self.transport.close()
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()  # type: ignore[attr-defined,no-any-return]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+_PROTOCOL_ERROR = 1002
 
 
 async def _close_socket(ws: web.WebSocketResponse, code: int, timeout: float) -> bool:
