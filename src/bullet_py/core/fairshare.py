@@ -1,6 +1,6 @@
 """Who may start a session when the table is full (no I/O): fair shares per client address.
 
-docs/robustness.md item 75. Every client address gets an equal share of
+docs/robustness.md item 76. Every client address gets an equal share of
 ``max_sessions``. When the table is full, an address already at its share is
 refused; one under it may take the place of the newest *anonymous* session
 (core.session: never heard from, unused now) of the heaviest address, if that

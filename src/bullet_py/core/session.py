@@ -169,7 +169,7 @@ class SessionCore:
 
     @property
     def anonymous(self) -> bool:
-        """Evictable when the session table is full (docs/robustness.md item 75).
+        """Evictable when the session table is full (docs/robustness.md item 76).
 
         Open, yet the client has never sent it a message, no stream holds it
         and no poll waits on it: an id nobody is using now, as an attacker's

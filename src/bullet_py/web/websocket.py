@@ -96,7 +96,11 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-            if not ws.closed and not await _close_socket(ws, conn.close_code, opts.write_timeout):
+            if (
+                not ws.closed
+                and not _failed(request)
+                and not await _close_socket(ws, conn.close_code, opts.write_timeout)
+            ):
                 _abort(request)
         finally:
             # Even when this task is cancelled meanwhile (the client left and aiohttp
@@ -146,6 +150,7 @@ async def _read_forever(
         if spent is not Spend.OK:
             reject("rate_limited", spent.value, transport="websocket", session_id=conn.session_id)
             conn.close(CloseReason.POLICY)
+            _fail(request, CloseReason.POLICY, write_timeout)
             return
         if kind is WSMsgType.TEXT:
             data: str = msg.data
@@ -234,7 +239,7 @@ async def _write_forever(
                 conn.close()
                 return
         if conn.closed:
-            if not await _close_socket(ws, conn.close_code, write_timeout):
+            if not _failed(request) and not await _close_socket(ws, conn.close_code, write_timeout):
                 _abort(request)  # wakes the reader too: the peer is gone or not reading
             return
 
@@ -486,8 +491,7 @@ class _MaskGuard(asyncio.Protocol):
         )
         if conn is not None:
             conn.close(_PROTOCOL_ERROR)
-        self.transport.write(frames.close(_PROTOCOL_ERROR))
-        self.transport.close()
+        _fail_transport(self.transport, _PROTOCOL_ERROR, _FAIL_TIMEOUT)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received()  # type: ignore[attr-defined,no-any-return]
@@ -506,6 +510,36 @@ class _MaskGuard(asyncio.Protocol):
 
 
 _PROTOCOL_ERROR = 1002
+_FAIL_TIMEOUT = 10.0  # a failed connection's close frame gets this long to drain
+
+# Connections failed with _fail: no close handshake is waited for on them.
+_FAILED: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+
+
+def _fail(request: web.Request, code: int, timeout: float) -> None:
+    """Fail the WebSocket connection (RFC 6455 §7.1.7): see :func:`_fail_transport`."""
+    transport = request.transport
+    if isinstance(transport, asyncio.Transport):
+        _fail_transport(transport, code, timeout)
+
+
+def _fail_transport(transport: asyncio.Transport, code: int, timeout: float) -> None:
+    """Send a close frame with ``code`` and close the connection without waiting for
+    the peer's answer: reading stops at once, so a flood already in the socket is
+    never parsed; the close frame drains, or the connection is dropped after
+    ``timeout``. For a peer that broke a rule, not for an orderly close.
+    """
+    if transport.is_closing():
+        return
+    _FAILED.add(transport)
+    transport.write(frames.close(code))
+    transport.close()
+    asyncio.get_running_loop().call_later(timeout, transport.abort)
+
+
+def _failed(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and transport in _FAILED
 
 
 async def _close_socket(ws: web.WebSocketResponse, code: int, timeout: float) -> bool:
