@@ -256,6 +256,27 @@ async def test_79_an_unmasked_client_frame_closes_the_connection_with_1002(aioht
     await ws.close()
 
 
+async def test_79_aiohttp_alone_still_accepts_unmasked_frames(aiohttp_server):
+    """Why the guard exists: a plain aiohttp WebSocket echoes an unmasked frame. The
+    day this fails, aiohttp refuses them itself and the guard in
+    bullet_py.web.websocket can go."""
+
+    async def echo(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            await ws.send_str(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/bullet", echo)
+    server = await aiohttp_server(app)
+    ws = await RawWebSocket.connect(server.port)
+    await ws.send_frame(OP_TEXT, b"unmasked", mask=False)
+    assert await ws.recv_text() == "unmasked"
+    await ws.close()
+
+
 # --- 80: bounded CPU per message ----------------------------------------------------------
 
 
