@@ -112,9 +112,17 @@ def main() -> None:
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
-    limits: dict[str, Any] = {}
+    # Every bench client comes from one address: no minting limit per address.
+    limits: dict[str, Any] = {"session_mint_rate_per_address": None}
     if args.no_rate_limit:
-        limits = {"post_rate_per_session": None, "post_rate_per_address": None}
+        limits = {
+            "post_rate_per_session": None,
+            "post_rate_per_address": None,
+            "session_mint_rate_per_address": None,
+            "session_mint_rate_per_cookie": None,
+            "ws_message_rate": None,
+            "ws_control_rate": None,
+        }
     options = Options(
         poll_timeout=args.poll_timeout,
         session_idle_timeout=args.idle,

@@ -34,6 +34,10 @@ FAST = dict(
     pending_session_ttl=2.0,
     write_timeout=2.0,
     shutdown_timeout=2.0,
+    # Every test client comes from 127.0.0.1: minting limits are tested on their own
+    # (tests/robustness/test_i_abuse.py), not in the way of tests that open many sessions.
+    session_mint_rate_per_address=None,
+    session_mint_rate_per_cookie=None,
 )
 
 

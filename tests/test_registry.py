@@ -301,3 +301,62 @@ async def test_spawn_keeps_a_reference_and_drain_waits() -> None:
 async def test_drain_with_nothing_to_wait_for_returns() -> None:
     registry = world()
     await registry.drain_tasks(0.0)
+
+
+# --- fair shares of a full table (docs/robustness.md item 76) ------------------------
+
+
+def made_at(registry: Registry, sid: str, address: str) -> Connection:
+    conn = Connection(
+        session_id=sid,
+        transport=Transport.EVENTSOURCE,
+        handler=Closes(),
+        registry=registry,
+        options=registry.options,
+        hub=Hub(registry),
+        address=address,
+    )
+    conn.core.opened = True  # as after on_open: on_close is owed
+    registry.add(conn)
+    return conn
+
+
+async def test_full_table_evicts_the_newest_anonymous_session_of_the_heaviest_address() -> None:
+    from bullet_py.core.fairshare import Room
+
+    registry = world(max_sessions=4)
+    spoke = made_at(registry, "a1", "heavy")
+    spoke.core.heard_from = True  # established: never evicted
+    older = made_at(registry, "a2", "heavy")
+    newest = made_at(registry, "a3", "heavy")
+    made_at(registry, "b1", "light")
+    assert registry.held_by("heavy") == 3 and registry.full
+    assert registry.make_room("heavy") is Room.REFUSE_FULL  # at its share and more
+    assert registry.make_room("newcomer") is Room.ADMIT
+    assert newest.closed and registry.get("a3") is None  # the newest anonymous one
+    assert not older.closed and not spoke.closed
+    assert registry.held_by("heavy") == 2 and len(registry) == 3
+    await registry.drain_tasks(1.0)  # its close callback ran
+    assert newest.handler.closed == 1  # type: ignore[attr-defined]
+
+
+async def test_full_table_of_established_sessions_refuses_everyone() -> None:
+    from bullet_py.core.fairshare import Room
+
+    registry = world(max_sessions=2)
+    for sid in ("a1", "a2"):
+        made_at(registry, sid, "heavy").core.heard_from = True
+    assert registry.make_room("newcomer") is Room.REFUSE_FULL
+    assert len(registry) == 2
+
+
+async def test_per_address_cap_and_counts_follow_removal() -> None:
+    from bullet_py.core.fairshare import Room
+
+    registry = world(max_sessions_per_address=2)
+    first = made_at(registry, "a1", "x")
+    made_at(registry, "a2", "x")
+    assert registry.make_room("x") is Room.REFUSE_ADDRESS
+    registry.remove(first)
+    assert registry.held_by("x") == 1
+    assert registry.make_room("x") is Room.ADMIT

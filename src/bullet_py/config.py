@@ -60,6 +60,23 @@ class Options:
     # has the proxy's address (a trusted proxy's X-Forwarded-For / Forwarded is used).
     post_rate_per_session: float | None = 200.0
     post_rate_per_address: float | None = None
+    # Client messages and control frames a second (bursts in brackets) per WebSocket: the
+    # same token bucket (core.ratelimit.MessageBudget) as post_rate_per_session. Over it:
+    # close 1008. Generous for a page; a flood of tiny frames cannot pin the event loop.
+    ws_message_rate: float | None = 200.0
+    ws_message_burst: float | None = 1_000.0  # 1,000 pipelined messages pass (item 42)
+    ws_control_rate: float | None = 20.0  # PING frames (a browser sends none)
+    ws_control_burst: float | None = 40.0
+    # New sessions (pending polling ids, event streams, WebSockets, one-message POSTs)
+    # a second per client address and per cookie presented; None: no limit. Over it:
+    # 429 with Retry-After. Behind a reverse proxy every client has the proxy's address:
+    # raise or disable the per-address rate unless the real client's address is known.
+    session_mint_rate_per_address: float | None = 20.0
+    session_mint_burst_per_address: float | None = 100.0
+    session_mint_rate_per_cookie: float | None = 1.0
+    session_mint_burst_per_cookie: float | None = 10.0
+    # Live sessions one address may hold (None: no cap but its fair share when full).
+    max_sessions_per_address: int | None = None
 
     # --- resumable sessions ---------------------------------------------------
     # A connection that drops without ending its session leaves it detached for
@@ -114,6 +131,14 @@ class Options:
             "handler_timeout",
             "post_rate_per_session",
             "post_rate_per_address",
+            "ws_message_rate",
+            "ws_message_burst",
+            "ws_control_rate",
+            "ws_control_burst",
+            "session_mint_rate_per_address",
+            "session_mint_burst_per_address",
+            "session_mint_rate_per_cookie",
+            "session_mint_burst_per_cookie",
         ):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -131,6 +156,8 @@ class Options:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.max_sessions_per_address is not None and self.max_sessions_per_address < 1:
+            raise ValueError("max_sessions_per_address must be >= 1 or None")
         if self.max_polls_per_session < 1:
             raise ValueError("max_polls_per_session must be >= 1")
         if not (self.websocket or self.eventsource or self.polling):

@@ -140,8 +140,10 @@ class Connection:
         hub: Pushes,
         request: Any = None,
         identity: Any = None,
+        address: str = "-",
     ) -> None:
         self.session_id = session_id
+        self.address = address  # the client's address when the session was made
         self.handler = handler
         self.request = request
         # What the endpoint's authorize hook returned for the request that
@@ -340,6 +342,7 @@ class Connection:
         try:
             if self.core.closing:
                 return None
+            self.core.heard_from = True
             self.touch()
             result, _ = await self._call(
                 self.handler.on_message, (self, message), self._message_timeout
@@ -433,6 +436,11 @@ class Connection:
         polls = len(self.core.polls)
         # Polls waiting on a shared queue wait in the store, not on the session.
         return polls + self.store.parked(self.session_id) if self.store_queue else polls
+
+    @property
+    def anonymous(self) -> bool:
+        """Never heard from and unused now: evictable when the table is full (core.session)."""
+        return self.core.anonymous and not self.parked_polls
 
     @property
     def may_expire(self) -> bool:

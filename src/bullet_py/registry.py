@@ -17,12 +17,17 @@ from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .config import Options
+from .connection import CloseReason
+from .core.fairshare import Room, make_room
 from .logs import log_event
 
 if TYPE_CHECKING:
     from .connection import Connection
 
 logger = logging.getLogger("bullet_py")
+
+#: How many of an address's newest sessions are looked at for one to evict.
+_EVICTION_SCAN = 64
 
 
 def new_session_id() -> str:
@@ -36,6 +41,8 @@ class Registry:
     def __init__(self, options: Options) -> None:
         self.options = options
         self._sessions: dict[str, Connection] = {}
+        # address -> its live sessions, oldest first: fair shares when full
+        self._by_address: dict[str, dict[str, Connection]] = {}
         self._pending: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._groups: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -63,17 +70,68 @@ class Registry:
 
     def add(self, conn: Connection) -> None:
         self._sessions[conn.session_id] = conn
+        self._by_address.setdefault(conn.address, {})[conn.session_id] = conn
         self._empty.clear()
         self.opened += 1
 
     def remove(self, conn: Connection) -> None:
         if self._sessions.get(conn.session_id) is conn:
             del self._sessions[conn.session_id]
+            held = self._by_address.get(conn.address)
+            if held is not None:
+                held.pop(conn.session_id, None)
+                if not held:
+                    del self._by_address[conn.address]
             self.finished += 1
             if not self._sessions:
                 self._empty.set()
         for group in list(conn.groups):
             self.leave(conn, group)
+
+    def held_by(self, address: str) -> int:
+        """Live sessions made from ``address``."""
+        return len(self._by_address.get(address, ()))
+
+    def make_room(self, address: str) -> Room:
+        """May ``address`` start a session? Evicts to make room if fair (core.fairshare).
+
+        Returns ADMIT (there is room now, perhaps after an eviction) or the refusal.
+        """
+        opts = self.options
+        held = self.held_by(address)
+        total = len(self._sessions)
+        heaviest_address, heaviest = None, 0
+        if total >= opts.max_sessions:
+            for other, sessions in self._by_address.items():
+                if len(sessions) > heaviest:
+                    heaviest_address, heaviest = other, len(sessions)
+        room = make_room(
+            held=held,
+            total=total,
+            capacity=opts.max_sessions,
+            addresses=len(self._by_address),
+            heaviest=heaviest,
+            per_address=opts.max_sessions_per_address,
+        )
+        if room is not Room.EVICT:
+            return room
+        assert heaviest_address is not None
+        victim = self._newest_anonymous(heaviest_address)
+        if victim is None:
+            return Room.REFUSE_FULL
+        log_event(logging.INFO, "session_evicted", transport=victim.transport.value)
+        victim.close(CloseReason.POLICY)
+        self.remove(victim)  # its place is free now; finish() runs on_close later
+        return Room.ADMIT
+
+    def _newest_anonymous(self, address: str) -> Connection | None:
+        """The newest evictable session of ``address`` among its newest few (bounded work)."""
+        for tried, conn in enumerate(reversed(self._by_address[address].values())):
+            if tried >= _EVICTION_SCAN:
+                break
+            if conn.anonymous and not conn.closed:
+                return conn
+        return None
 
     # --- pending polling sessions -------------------------------------------
 

@@ -231,6 +231,42 @@ class _Route:
     is_sync: bool
 
 
+#: A Ref is a correlation tag (the project's page sends an integer): at most
+#: this many terms, strings and binaries counted in units, atoms as one.
+MAX_REF_TERMS: Final = 16
+MAX_REF_UNITS: Final = 256
+
+
+def ref_is_small(ref: Any) -> bool:
+    """True if ``ref`` holds at most :data:`MAX_REF_TERMS` terms and :data:`MAX_REF_UNITS`
+    units of text; stops walking as soon as either budget is spent."""
+    terms = 0
+    units = 0
+    stack = [ref]
+    while stack:
+        term = stack.pop()
+        terms += 1
+        if terms > MAX_REF_TERMS:
+            return False
+        if isinstance(term, tuple | list):
+            if len(term) > MAX_REF_TERMS:
+                return False
+            stack.extend(term)
+        elif isinstance(term, dict):
+            if len(term) > MAX_REF_TERMS:
+                return False
+            for key, value in term.items():
+                stack.append(key)
+                stack.append(value)
+        elif isinstance(term, str | bytes | bytearray):
+            units += len(term)
+            if units > MAX_REF_UNITS:
+                return False
+        elif isinstance(term, int) and term.bit_length() > 64:
+            return False
+    return True
+
+
 class _ErrorReply(Exception):
     """Answer the client ``{error, reason, detail}`` (already logged)."""
 
@@ -518,6 +554,10 @@ class Router:
             )
         ref: tuple[Any, ...] = ()
         if len(msg) == 4:
+            if not ref_is_small(msg[3]):
+                # Checked before the Ref is encoded: echoing a big one would cost
+                # the CPU of encoding it twice (docs/stream.md, The Ref extension).
+                raise self._reject(ctx, message, "bad_request", "ref_too_big")
             ref = (msg[3],)
             try:
                 self.codec.encode(msg[3])

@@ -103,7 +103,7 @@ class TestRedisOnly(ClusterFixtures):
         caplog.set_level(logging.INFO, logger="bullet_py")
         cluster = await start_cluster(session_idle_timeout=30, poll_timeout=1.0)
         browser = browser_factory(cluster)
-        sockets = [await browser.session.ws_connect(cluster.url(i)) for i in range(2)]
+        sockets = [await browser.page_socket(i) for i in range(2)]
         poller = browser_factory(cluster)
         sid = await poller.live(home=0)
         await wait_for(lambda: cluster.sessions() == 3)

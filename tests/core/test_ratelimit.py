@@ -45,3 +45,50 @@ def test_quiet_keys_are_forgotten_once_refilled() -> None:
     for _ in range(10):
         limiter.allow("later", 100.0)
     assert len(limiter) == 1  # only the key still in use is left
+
+
+# --- one bucket per connection, and the message budget (items 75-77) -------------
+
+
+def test_token_bucket_burst_then_rate() -> None:
+    from bullet_py.core.ratelimit import TokenBucket
+
+    bucket = TokenBucket(rate=2, burst=4)
+    assert all(bucket.spend(0.0) for _ in range(4))
+    assert not bucket.spend(0.0)
+    assert bucket.spend(0.5)  # one token back after 1/rate seconds
+    assert not bucket.spend(0.5)
+    assert all(bucket.spend(100.0) for _ in range(4))  # refilled, capped at the burst
+    assert not bucket.spend(100.0)
+
+
+def test_token_bucket_refuses_bad_settings() -> None:
+    from bullet_py.core.ratelimit import TokenBucket
+
+    with pytest.raises(ValueError):
+        TokenBucket(rate=0)
+    with pytest.raises(ValueError):
+        TokenBucket(rate=1, burst=0.5)
+    with pytest.raises(ValueError):
+        RateLimiter(rate=1, burst=0.5)
+
+
+def test_message_budget_counts_messages_and_control_frames_apart() -> None:
+    from bullet_py.core.ratelimit import MessageBudget, Spend
+
+    budget = MessageBudget((1.0, 3.0), (1.0, 1.0))
+    assert [budget.message(0.0) for _ in range(4)] == [Spend.OK] * 3 + [Spend.MESSAGES]
+    assert budget.control_frame(0.0) is Spend.OK
+    assert budget.control_frame(0.0) is Spend.CONTROL
+    assert Spend.MESSAGES.value == "ws_messages" and Spend.CONTROL.value == "ws_control"
+
+
+def test_message_budget_off_is_unlimited() -> None:
+    from bullet_py.core.ratelimit import MessageBudget, Spend, limiter
+
+    budget = MessageBudget((None, None))
+    assert all(budget.message(0.0) is Spend.OK for _ in range(10_000))
+    assert all(budget.control_frame(0.0) is Spend.OK for _ in range(10_000))
+    assert limiter(None) is None
+    table = limiter(1.0, 2.0)
+    assert table is not None and table.burst == 2.0

@@ -353,3 +353,23 @@ def test_a_message_handed_to_a_poll_or_sent_directly_counts() -> None:
     c.sent_directly("a reply")
     assert c.count_from(0, 10, 1000)
     assert list(c.outbox) == ["to the poll", "a reply"]
+
+
+def test_anonymous_means_never_heard_from_and_unused_now() -> None:
+    """Evictable when the table is full (docs/robustness.md item 76)."""
+    from bullet_py.config import Overflow
+    from bullet_py.core.negotiate import Transport
+    from bullet_py.core.outbox import Outbox
+    from bullet_py.core.session import SessionCore
+
+    core = SessionCore(Transport.EVENTSOURCE, Outbox(10, 1000), Overflow.CLOSE)
+    assert core.anonymous
+    core.attach(Transport.EVENTSOURCE)
+    assert not core.anonymous  # a stream holds it
+    core.detach()
+    assert core.anonymous
+    core.heard_from = True
+    assert not core.anonymous  # the client spoke: established for good
+    fresh = SessionCore(Transport.POLL, Outbox(10, 1000), Overflow.CLOSE)
+    fresh.close(1000)
+    assert not fresh.anonymous  # closing: nothing to evict

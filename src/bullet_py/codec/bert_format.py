@@ -57,7 +57,7 @@ class DecodeLimits:
 
     max_length: int = 1 << 20
     max_depth: int = 100
-    max_elements: int = 100_000
+    max_elements: int = 10_000
     max_bignum_bytes: int = 64
 
     def __post_init__(self) -> None:

@@ -127,6 +127,7 @@ class SessionCore:
 
     __slots__ = (
         "close_code",
+        "heard_from",
         "held",
         "opened",
         "outbox",
@@ -147,6 +148,7 @@ class SessionCore:
         self.close_code = 1000
         self.held = False  # a WebSocket or event stream holds the session (even closing)
         self.opened = False  # on_open was called: on_close is owed
+        self.heard_from = False  # a client message reached the handler
 
     def _move(self, event: Event) -> State:
         try:
@@ -168,6 +170,17 @@ class SessionCore:
         return (self.state is State.DETACHED or self.state is State.STREAM_REFUSED) and not (
             self.held or self.polls
         )
+
+    @property
+    def anonymous(self) -> bool:
+        """Evictable when the session table is full (docs/robustness.md item 76).
+
+        Open, yet the client has never sent it a message, no stream holds it
+        and no poll waits on it: an id nobody is using now, as an attacker's
+        opened-and-dropped event streams are. A session whose client spoke
+        once, or that a transport is serving, is established and never evicted.
+        """
+        return not self.heard_from and self.may_expire
 
     def stream_request(self, transport: Transport) -> StreamDecision:
         """A stream request carries this session's cookie: resume it, probe, refuse, or start anew.

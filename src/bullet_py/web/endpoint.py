@@ -21,18 +21,19 @@ from ..backends.base import Broker
 from ..boundary import CallbackFailed, CallbackTimeout, call_bounded
 from ..config import Options
 from ..connection import CloseReason, Connection
+from ..core.fairshare import Room
 from ..core.forwarded import Peer, TrustedProxies, resolve
 from ..core.hosts import host_allowed, is_loopback_socket, normalise_pattern
 from ..core.negotiate import ALLOW_HEADER, Transport, select_transport
 from ..core.origin import normalise_origin, origin_allowed, own_origin
-from ..core.ratelimit import RateLimiter
+from ..core.ratelimit import limiter
 from ..exceptions import BackendError, ProtocolError
 from ..handler import HandlerFactory
 from ..hub import Hub
 from ..logs import log_event, session_hash
 from ..registry import Registry, new_session_id
 from . import eventsource, polling, websocket
-from .exchange import Exchange
+from .exchange import Exchange, client_address
 
 logger = logging.getLogger("bullet_py")
 
@@ -76,8 +77,12 @@ class BulletEndpoint:
         self._loopback: dict[object, bool] = {}  # local socket address -> is loopback
         self._hosts: dict[tuple[str, bool], bool] = {}  # (Host, loopback) -> served
         self.post_limits = (
-            None if opts.post_rate_per_session is None else RateLimiter(opts.post_rate_per_session),
-            None if opts.post_rate_per_address is None else RateLimiter(opts.post_rate_per_address),
+            limiter(opts.post_rate_per_session),
+            limiter(opts.post_rate_per_address),
+        )
+        self.mint_limits = (
+            limiter(opts.session_mint_rate_per_address, opts.session_mint_burst_per_address),
+            limiter(opts.session_mint_rate_per_cookie, opts.session_mint_burst_per_cookie),
         )
 
     # --- lifecycle (wired to the app's signals by setup()) ------------------
@@ -150,6 +155,7 @@ class BulletEndpoint:
             hub=self.hub,
             request=exchange.request,
             identity=exchange.identity,
+            address=client_address(exchange),
         )
         conn.recorder = recorder = self.hub.recorder
         recorder.opened(exchange.transport.value)
@@ -164,15 +170,57 @@ class BulletEndpoint:
                 conn.share(store, queue_in_store=queued and store.holds_queues)
         return conn
 
-    def check_capacity(self, transport: Transport) -> None:
-        """Refuse (503) a new session when the table is full or the server is stopping."""
-        if self.shutting_down or self.registry.full:
+    def check_capacity(self, transport: Transport, address: str | None = None) -> None:
+        """Refuse (503) a new session when the server is stopping or the table is full.
+
+        With the client's ``address``, a full table is shared fairly: an
+        address under its share may take the place of the newest anonymous
+        session of the heaviest one (core.fairshare); an address at its share
+        (or at ``max_sessions_per_address``) is refused.
+        """
+        if self.shutting_down:
+            room = Room.REFUSE_FULL
+        elif address is None:
+            room = Room.REFUSE_FULL if self.registry.full else Room.ADMIT
+        else:
+            room = self.registry.make_room(address)
+        if room is not Room.ADMIT:
             raise ProtocolError(
                 "no room for a new session",
                 503,
                 event="session_limit",
-                reason="full",
+                reason=room.value,
                 headers={"Retry-After": "5"},
+            )
+
+    def limit_minting(self, exchange: Exchange) -> None:
+        """Refuse (429) a new session over its address's or its cookie's minting rate.
+
+        Counted for every kind of new session: a pending polling id, an event
+        stream, a WebSocket, a one-message ``POST``. The cookie is the stale
+        one presented (a client that keeps one and keeps getting new ids).
+        """
+        per_address, per_cookie = self.mint_limits
+        if per_address is None and per_cookie is None:
+            return
+        now = asyncio.get_running_loop().time()
+        reason = None
+        if per_address is not None and not per_address.allow(client_address(exchange), now):
+            reason = "mint_address"
+        elif (
+            per_cookie is not None
+            and exchange.session_id
+            and not per_cookie.allow(exchange.session_id, now)
+        ):
+            reason = "mint_cookie"
+        if reason is not None:
+            raise ProtocolError(
+                "",
+                429,
+                event="rate_limited",
+                reason=reason,
+                headers={"Retry-After": "1"},
+                session_id=exchange.session_id,
             )
 
     def set_cookie(self, exchange: Exchange, response: web.StreamResponse, sid: str) -> None:

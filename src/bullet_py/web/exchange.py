@@ -85,6 +85,15 @@ def _count(value: str | None) -> int | None:
     return None
 
 
+def client_address(exchange: Exchange) -> str:
+    """The client's address, the key of per-address limits and fair shares.
+
+    Behind a trusted proxy, the client the proxy reports; else the peer's
+    address as the socket sees it ("-" if unknown).
+    """
+    return exchange.client_ip or "-"
+
+
 def tab_id(request: web.Request) -> str | None:
     """The tab id the project's client sends, if well formed (8 to 64 token characters).
 
@@ -131,8 +140,11 @@ class Services(Protocol):
     ) -> Connection:
         """A new session for this request (registered unless ``register`` is False)."""
 
-    def check_capacity(self, transport: Transport) -> None:
-        """Raise ProtocolError (503) when no new session may start."""
+    def check_capacity(self, transport: Transport, address: str | None = None) -> None:
+        """Raise ProtocolError (503) when no new session may start (from ``address``)."""
+
+    def limit_minting(self, exchange: Exchange) -> None:
+        """Raise ProtocolError (429) when the client starts new sessions too fast."""
 
     def set_cookie(self, exchange: Exchange, response: web.StreamResponse, sid: str) -> None:
         """Name the session in the request's cookie."""

@@ -28,7 +28,7 @@ from ..core.text import TEXT_CONTENT_TYPE, exceeds, max_utf8_bytes, xhr_body
 from ..exceptions import BackendError, ProtocolError, SessionNotFound
 from ..logs import Recorder, first_time, log_event, session_hash
 from ..registry import new_session_id
-from .exchange import Exchange, Services
+from .exchange import Exchange, Services, client_address
 
 _WRITE_ERRORS = (ConnectionError, RuntimeError)
 
@@ -75,7 +75,7 @@ async def _live_session(endpoint: Services, exchange: Exchange) -> Connection | 
         return _Elsewhere(store, session_id, located)
     if located.placement is Placement.CLAIMED:
         try:
-            endpoint.check_capacity(exchange.transport)
+            endpoint.check_capacity(exchange.transport, client_address(exchange))
         except ProtocolError:
             store.forget(session_id)
             raise
@@ -109,6 +109,7 @@ async def serve_poll(endpoint: Services, exchange: Exchange) -> web.StreamRespon
         found = None  # it missed more than the session still keeps: a fresh one, and it is told
     store = endpoint.hub.store
     if found is None:
+        endpoint.limit_minting(exchange)
         first = web.Response(status=204)
         session_id = new_session_id()
         try:
@@ -283,6 +284,7 @@ async def serve_send(endpoint: Services, exchange: Exchange) -> web.StreamRespon
             raise _unavailable(Transport.SEND, "forward") from None
     if found is None:
         # No session: like the original server, a handler for this one message.
+        endpoint.limit_minting(exchange)
         conn = endpoint.create_connection(exchange, register=False)
         await conn.open()
         reply = await conn.handle_message(text)
@@ -309,7 +311,7 @@ def _check_rate(endpoint: Services, exchange: Exchange) -> None:
     which = None
     if per_session is not None and session_id and not per_session.allow(session_id, now):
         which = "session"
-    elif per_address is not None and not per_address.allow(exchange.client_ip or "-", now):
+    elif per_address is not None and not per_address.allow(client_address(exchange), now):
         which = "address"
     if which is not None:
         raise ProtocolError(

@@ -16,7 +16,7 @@ from ..core.session import REFUSAL_STATUS, StreamDecision
 from ..exceptions import ProtocolError
 from ..logs import log_event, session_hash
 from ..registry import new_session_id
-from .exchange import Exchange, Services
+from .exchange import Exchange, Services, client_address
 
 
 class StreamPlan:
@@ -78,7 +78,8 @@ async def plan_stream(endpoint: Services, exchange: Exchange) -> StreamPlan:
         reset = True
     elif exchange.seen:
         reset = True  # it counted messages of a session that is gone
-    endpoint.check_capacity(transport)
+    endpoint.limit_minting(exchange)
+    endpoint.check_capacity(transport, client_address(exchange))
     return StreamPlan(None, new_session_id(), reset=reset)
 
 

@@ -13,7 +13,9 @@ from aiohttp import WebSocketError, WSMsgType, web
 
 from ..connection import CloseReason, Connection
 from ..core import frames
+from ..core.maskcheck import MaskCheck
 from ..core.negotiate import Transport
+from ..core.ratelimit import MessageBudget, Spend
 from ..core.text import exceeds, max_utf8_bytes
 from ..exceptions import ProtocolError
 from ..logs import log_event, reject, session_hash
@@ -66,6 +68,7 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     ws.headers.update(endpoint.cors_headers(request))
     if resumable:
         endpoint.set_cookie(exchange, ws, plan.session_id)  # the next handshake resumes by it
+    guard = _MaskGuard.install(request)
     conn = plan.conn
     if conn is not None:
         conn.attach(Transport.WEBSOCKET)  # before the handshake's await: nobody else takes it
@@ -81,6 +84,8 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
         conn = endpoint.create_connection(exchange, session_id=plan.session_id)
         begin_counting(conn, exchange, endpoint)
         conn.attach(Transport.WEBSOCKET)
+    if guard is not None:
+        guard.conn = conn
     probe = _Probe(conn, ws, request)
     conn.holder = probe
     conn.on_queued = _Flusher(conn, ws, request)
@@ -103,10 +108,15 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
             conn.wake_writer()  # what waited while it was away goes first
             if conn.outbox:
                 conn.on_queued()
+        budget = MessageBudget(
+            (opts.ws_message_rate, opts.ws_message_burst),
+            (opts.ws_control_rate, opts.ws_control_burst),
+        )
         dropped = await _read_forever(
             conn,
             ws,
             request,
+            budget,
             opts.max_message_size,
             opts.ws_idle_timeout,
             opts.write_timeout,
@@ -127,7 +137,11 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
                 await writer
             if detach_only:
                 _abort(request)
-            elif not ws.closed and not await _close_socket(ws, conn.close_code, opts.write_timeout):
+            elif (
+                not ws.closed
+                and not _failed(request)
+                and not await _close_socket(ws, conn.close_code, opts.write_timeout)
+            ):
                 _abort(request)
         finally:
             # Even when this task is cancelled meanwhile (the client left and aiohttp
@@ -176,10 +190,18 @@ class _Probe:
         _abort(self.request)
 
 
+#: Frames one reader handles before it lets the other tasks of the loop run.
+#: aiohttp hands a reader every frame already parsed without suspending, so
+#: a client whose frames are always ready would otherwise hold the loop for a
+#: whole socket read (tens of thousands of tiny frames).
+_FRAMES_PER_TURN = 16
+
+
 async def _read_forever(
     conn: Connection,
     ws: web.WebSocketResponse,
     request: web.Request,
+    budget: MessageBudget,
     max_units: int,
     idle_timeout: float | None,
     write_timeout: float,
@@ -187,12 +209,19 @@ async def _read_forever(
 ) -> bool:
     """Read until the connection ends; True if it dropped rather than ended.
 
-    Ended: the client's close frame, a frame breaking the protocol, the
-    session closed here. Dropped: the connection went away without a close
-    frame (a reset, a cut, a dead peer), or a write to it failed.
+    Ended: the client's close frame, a frame breaking the protocol or a
+    budget, the session closed here. Dropped: the connection went away
+    without a close frame (a reset, a cut, a dead peer), or a write to it failed.
     """
     recorder = conn.recorder
+    turn = 0
     while not conn.closed:
+        turn += 1
+        if turn >= _FRAMES_PER_TURN:
+            turn = 0
+            await asyncio.sleep(0)  # fairness: see _FRAMES_PER_TURN
+            if conn.closed:
+                return False
         try:
             msg = await ws.receive(timeout=idle_timeout)
         except TimeoutError:
@@ -203,7 +232,20 @@ async def _read_forever(
             probe.heard = None
             if not heard.done():
                 heard.set_result(None)
-        if msg.type is WSMsgType.TEXT:
+        kind = msg.type
+        spent = (
+            budget.control_frame(time.monotonic())
+            if kind is WSMsgType.PING
+            else budget.message(time.monotonic())
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY
+            else Spend.OK
+        )
+        if spent is not Spend.OK:
+            reject("rate_limited", spent.value, transport="websocket", session_id=conn.session_id)
+            conn.close(CloseReason.POLICY)
+            _fail(request, CloseReason.POLICY, write_timeout)
+            return False
+        if kind is WSMsgType.TEXT:
             data: str = msg.data
             if exceeds(data, max_units):
                 reject(
@@ -300,7 +342,7 @@ async def _write_forever(
                 _abort(request)  # and the reader sees the drop
                 return
         if conn.closed:
-            if not await _close_socket(ws, conn.close_code, write_timeout):
+            if not _failed(request) and not await _close_socket(ws, conn.close_code, write_timeout):
                 _abort(request)  # wakes the reader too: the peer is gone or not reading
             return
 
@@ -507,6 +549,101 @@ class _Keepalive:
             pass  # no pong will come either: _check drops the connection
         finally:
             self.pinging = None
+
+
+class _MaskGuard(asyncio.Protocol):
+    """Stands between the socket and aiohttp's protocol to refuse unmasked client frames.
+
+    RFC 6455 §5.1: a server must close the connection on a client frame
+    without a mask; aiohttp's reader accepts them. The guard is the socket's
+    protocol (``transport.set_protocol``, asyncio's public API) for the life
+    of the WebSocket: every chunk goes through :class:`core.maskcheck.MaskCheck`
+    (headers only), then on to aiohttp unchanged. From the first unmasked
+    frame on nothing more is passed on: the guard writes a close frame with
+    1002 and closes the connection, which ends aiohttp's reader.
+    tests/robustness/test_i_abuse.py fails if aiohttp starts to refuse such
+    frames itself (then this guard can go) or if the guard stops seeing them.
+    """
+
+    def __init__(self, inner: asyncio.BaseProtocol, transport: asyncio.Transport) -> None:
+        self.inner = inner
+        self.transport = transport
+        self.check = MaskCheck()
+        self.conn: Connection | None = None
+
+    @classmethod
+    def install(cls, request: web.Request) -> _MaskGuard | None:
+        transport = request.transport
+        if not isinstance(transport, asyncio.Transport):
+            return None
+        guard = cls(transport.get_protocol(), transport)
+        transport.set_protocol(guard)
+        return guard
+
+    def data_received(self, data: bytes) -> None:
+        if self.check.feed(data):
+            self.inner.data_received(data)  # type: ignore[attr-defined]
+            return
+        if self.transport.is_closing():
+            return
+        conn = self.conn
+        reject(
+            "bad_frame",
+            "unmasked",
+            transport="websocket",
+            session_id=None if conn is None else conn.session_id,
+        )
+        if conn is not None:
+            conn.close(_PROTOCOL_ERROR)
+        _fail_transport(self.transport, _PROTOCOL_ERROR, _FAIL_TIMEOUT)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()  # type: ignore[attr-defined,no-any-return]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+_PROTOCOL_ERROR = 1002
+_FAIL_TIMEOUT = 10.0  # a failed connection's close frame gets this long to drain
+
+# Connections failed with _fail: no close handshake is waited for on them.
+_FAILED: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+
+
+def _fail(request: web.Request, code: int, timeout: float) -> None:
+    """Fail the WebSocket connection (RFC 6455 §7.1.7): see :func:`_fail_transport`."""
+    transport = request.transport
+    if isinstance(transport, asyncio.Transport):
+        _fail_transport(transport, code, timeout)
+
+
+def _fail_transport(transport: asyncio.Transport, code: int, timeout: float) -> None:
+    """Send a close frame with ``code`` and close the connection without waiting for
+    the peer's answer: reading stops at once, so a flood already in the socket is
+    never parsed; the close frame drains, or the connection is dropped after
+    ``timeout``. For a peer that broke a rule, not for an orderly close.
+    """
+    if transport.is_closing():
+        return
+    _FAILED.add(transport)
+    transport.write(frames.close(code))
+    transport.close()
+    asyncio.get_running_loop().call_later(timeout, transport.abort)
+
+
+def _failed(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and transport in _FAILED
 
 
 async def _close_socket(ws: web.WebSocketResponse, code: int, timeout: float) -> bool:
