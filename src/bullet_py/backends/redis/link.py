@@ -111,6 +111,8 @@ class Link:
         self._offline_since: float | None = None
         self._settled_at = 0.0  # before this, do not declare other workers dead
         self.buffered: Callable[[], int] = lambda: 0  # writes waiting (set by the writer)
+        self.ttl_ms = settings.session_ttl_ms  # keys of a session untouched this long expire
+        self.maxlen = settings.bus_maxlen
         prefix = settings.prefix
         self.bus = f"{prefix}:bus"
         self.workers = f"{prefix}:workers"

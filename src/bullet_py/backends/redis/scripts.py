@@ -16,13 +16,13 @@ one :meth:`Scripts.load` per Redis server (again once Redis answers NOSCRIPT).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Sequence
 from importlib.resources import files
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 #: Every script, by file name (``lua/<name>.lua``); ``lib.lua`` is prepended to each.
@@ -44,9 +44,12 @@ NAMES = (
 Arg = str | int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Call:
-    """One script invocation: which script, its keys and its arguments, in order."""
+class Call(NamedTuple):
+    """One script invocation: which script, its keys and its arguments, in order.
+
+    A named tuple rather than a frozen dataclass: one is made per push, and a
+    tuple is the cheapest immutable record to build.
+    """
 
     script: str
     keys: tuple[str, ...]
@@ -87,7 +90,7 @@ class Scripts:
             await pipe.execute()
         self.loaded = True
 
-    def queue(self, pipe: Any, call: Call) -> None:
+    def queue(self, pipe: Pipeline, call: Call) -> None:
         """Add ``call`` to a pipeline (after :meth:`load`)."""
         sha = self._by_name[call.script].sha
         pipe.evalsha(sha, len(call.keys), *call.keys, *call.args)

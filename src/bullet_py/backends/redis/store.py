@@ -85,7 +85,7 @@ class Store:
             workers=link.workers,
             sid=session_id,
             me=link.worker_id,
-            ttl_ms=link.settings.session_ttl_ms,
+            ttl_ms=link.ttl_ms,
             trust=link.trust(),
         )
         try:
@@ -121,7 +121,7 @@ class Store:
             q=keys.q,
             me=link.worker_id,
             queued="1" if queued else "0",
-            ttl_ms=link.settings.session_ttl_ms,
+            ttl_ms=link.ttl_ms,
         )
         self._writer.call(call, size=len(session_id))
 
@@ -154,7 +154,7 @@ class Store:
             k=keys.k,
             bus=link.bus,
             sid=session_id,
-            maxlen=link.settings.bus_maxlen,
+            maxlen=link.maxlen,
         )
         self._writer.call(call, size=len(session_id), done=dropped)
 
@@ -209,9 +209,9 @@ class Store:
             max_messages=opts.outbox_max_messages,
             max_chars=opts.outbox_max_chars,
             when_full=full.value,
-            ttl_ms=link.settings.session_ttl_ms,
+            ttl_ms=link.ttl_ms,
             me=link.worker_id,
-            maxlen=link.settings.bus_maxlen,
+            maxlen=link.maxlen,
             sid=session_id,
         )
         if self._writer.call(call, size=size + 64, done=outcome):
@@ -260,7 +260,7 @@ class Store:
                     token=token,
                     me=link.worker_id,
                     park_ms=int((remaining + _PARK_GRACE) * 1000),
-                    ttl_ms=link.settings.session_ttl_ms,
+                    ttl_ms=link.ttl_ms,
                     trust=link.trust(),
                     prefix=link.settings.prefix,
                     homed_here="1" if session_id in self._homed else "0",
@@ -310,7 +310,7 @@ class Store:
             bus=link.bus,
             token=taken.token,
             prefix=link.settings.prefix,
-            maxlen=link.settings.bus_maxlen,
+            maxlen=link.maxlen,
         )
         self._writer.call(call, size=len(taken.token), done=acked)
 
@@ -324,8 +324,8 @@ class Store:
             bus=link.bus,
             token=token,
             prefix=link.settings.prefix,
-            maxlen=link.settings.bus_maxlen,
-            ttl_ms=link.settings.session_ttl_ms,
+            maxlen=link.maxlen,
+            ttl_ms=link.ttl_ms,
         )
         self._writer.call(call, size=len(token))
 

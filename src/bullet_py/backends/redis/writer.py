@@ -61,7 +61,7 @@ class Writer:
 
     def call(self, call: Call, *, size: int, done: Callable[[Any], None] | None = None) -> bool:
         """Queue a script call; ``done`` gets its result. False when the buffer is full."""
-        return self._buffer(_Write(call, size=size, done=done))
+        return self._buffer(_Write(call, None, size, done))
 
     def publish(self, fields: dict[str, str]) -> bool:
         """Queue an entry for the bus, stamped with this process's id and next sequence number."""
@@ -69,7 +69,7 @@ class Writer:
         fields["o"] = link.worker_id
         fields["n"] = str(next(link.seq))
         size = sum(len(k) + len(v) for k, v in fields.items())
-        return self._buffer(_Write(None, fields=fields, size=size))
+        return self._buffer(_Write(None, fields, size))
 
     def _buffer(self, write: _Write) -> bool:
         """Queue a write in order; False when the buffer is full (the caller reports it)."""
