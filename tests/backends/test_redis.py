@@ -244,7 +244,7 @@ class TestRedisOnly(ClusterFixtures):
             prefix,
             sid,
             stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT)))},
         )
         try:
             assert taker.stdout is not None
