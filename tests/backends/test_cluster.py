@@ -98,7 +98,9 @@ async def start_cluster(
     if app is not None:
         args += ["--app", app]
     saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(ROOT)  # so the workers import tests.backends.worker_app
+    # The workers import this tree's bullet_py (not an installed copy) and
+    # tests.backends.worker_app.
+    os.environ["PYTHONPATH"] = os.pathsep.join((str(ROOT / "src"), str(ROOT)))
     try:
         context = run_script("cluster.py", *args, port=port)
         running = await context.__aenter__()

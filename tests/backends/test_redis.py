@@ -19,8 +19,9 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from bullet_py import BackendError, Connection
+from bullet_py import BackendError, Connection, Options, Overflow
 from bullet_py.backends.redis import RedisBackend
+from bullet_py.core.outbox import Outbox
 from tests.backends.conftest import RedisServer
 from tests.backends.contract import (
     BackendContract,
@@ -243,7 +244,7 @@ class TestRedisOnly(ClusterFixtures):
             prefix,
             sid,
             stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT)))},
         )
         try:
             assert taker.stdout is not None
@@ -290,11 +291,59 @@ def test_without_redis_the_import_error_names_the_extra() -> None:
     assert result.returncode == 0, result.stderr
 
 
+class OverflowCounter:
+    """The sessions of a bare backend: none, but overflows are counted."""
+
+    def __init__(self) -> None:
+        self.overflowed = 0
+
+    async def handle_forwarded(self, session_id: str, message: str) -> tuple[bool, str | None]:
+        return False, None
+
+    def queue_overflowed(self, session_id: str) -> None:
+        self.overflowed += 1
+
+
+@pytest.mark.parametrize("policy", [Overflow.DROP_NEWEST, Overflow.DROP_OLDEST])
+async def test_the_shared_queue_is_bounded_in_characters_as_in_memory(
+    redis_server: RedisServer, redis_client: aioredis.Redis, policy: Overflow
+) -> None:
+    """Two to four UTF-8 bytes (or a lone surrogate) are one character, as in an Outbox."""
+    max_chars = 8
+    options = Options(outbox_max_messages=100, outbox_max_chars=max_chars, overflow=policy)
+    sessions = OverflowCounter()
+    backend = redis_factory(redis_server)()
+    backend.bind(sessions, options)
+    await backend.start(lambda envelope: None)
+    try:
+        for n, letter in enumerate(["x", "é", "€", "😀", "\ud800"]):
+            sid = f"{n}" * 32
+            backend.adopt(sid, queued=True)
+            box = Outbox(100, max_chars)
+            overflowed = sessions.overflowed
+            for size in (5, 3, 2, max_chars + 1):
+                box.offer(letter * size, drop_oldest=policy is Overflow.DROP_OLDEST)
+                assert backend.push(sid, letter * size)
+            await wait_for(lambda: backend.buffered == 0)
+            assert sessions.overflowed - overflowed == box.dropped
+            key = f"{backend.prefix}:s:{sid}"
+            assert await redis_client.hget(key, "qc") == str(box.chars)
+            queued = []
+            while (taken := await backend.take(sid, 0.05, lambda: True)) is not None:
+                queued.append(taken.message)
+                backend.delivered(taken)
+            assert queued == list(box), letter
+            assert await redis_client.hget(key, "qc") == "0"
+    finally:
+        await backend.close()
+
+
 #: A process that takes one message from a session's shared queue and never answers.
 TAKER = """
 import asyncio, sys
 from bullet_py import Options
 from bullet_py.backends.redis import RedisBackend
+from bullet_py.core.outbox import Outbox
 
 class Nobody:
     async def handle_forwarded(self, session_id, message):

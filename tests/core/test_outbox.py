@@ -1,4 +1,4 @@
-from bullet_py.core.outbox import Offer, Outbox
+from bullet_py.core.outbox import Offer, Outbox, when_full
 
 
 def test_fifo_order():
@@ -49,3 +49,17 @@ def test_clear_counts():
     box.offer("a", drop_oldest=False)
     box.offer("b", drop_oldest=False)
     assert box.clear() == 2 and not box and box.chars == 0
+
+
+def test_when_full_is_the_one_overflow_rule():
+    assert when_full(5, 10, drop_oldest=True) is Offer.DROPPED_OLDEST
+    assert when_full(10, 10, drop_oldest=True) is Offer.DROPPED_OLDEST
+    assert when_full(11, 10, drop_oldest=True) is Offer.REFUSED  # can never fit
+    assert when_full(5, 10, drop_oldest=False) is Offer.REFUSED
+
+
+def test_chars_are_code_points():
+    box = Outbox(100, 3)
+    assert box.offer("é😀\ud800", drop_oldest=False) is Offer.QUEUED
+    assert box.offer("x", drop_oldest=False) is Offer.REFUSED
+    assert box.chars == 3

@@ -14,8 +14,22 @@ class Offer(enum.Enum):
     REFUSED = "refused"  # the queue is full and the policy keeps what it has
 
 
+def when_full(size: int, max_chars: int, *, drop_oldest: bool) -> Offer:
+    """What a full queue does with a message of ``size`` characters: the one overflow rule.
+
+    Every bounded queue applies it, in memory (:class:`Outbox`) and in a shared
+    store (the Redis queue): drop messages from the head until the new one
+    fits (DROPPED_OLDEST), unless the policy keeps what is queued, or the
+    message could never fit however much is dropped (REFUSED). Overflow.CLOSE
+    and Overflow.DROP_NEWEST both refuse; closing is the caller's part.
+    """
+    if drop_oldest and size <= max_chars:
+        return Offer.DROPPED_OLDEST
+    return Offer.REFUSED
+
+
 class Outbox:
-    """FIFO bounded in message count and total characters.
+    """FIFO bounded in message count and total characters (code points, ``len``).
 
     ``drop_oldest`` chooses the policy on overflow; ``False`` refuses the new
     message and lets the caller decide (drop it, or close the session).
@@ -62,7 +76,7 @@ class Outbox:
             self._items.append(message)
             self._chars += size
             return Offer.QUEUED
-        if not drop_oldest or size > self.max_chars:
+        if when_full(size, self.max_chars, drop_oldest=drop_oldest) is Offer.REFUSED:
             self.dropped += 1
             return Offer.REFUSED
         while self and not self._fits(size):

@@ -1,0 +1,345 @@
+"""Several worker processes (and hosts) serving one endpoint, through Redis.
+
+``pip install bullet_py[redis]``; this package is the only one that imports
+``redis`` (its asyncio client). Pass one :class:`RedisBackend` per endpoint
+to ``setup(app, path, handler, broker=RedisBackend(url))``; handler code is the
+same as with the in-memory default. docs/cluster.md tells the whole story;
+in short:
+
+- **One bus** (:mod:`.bus`). Every push that may concern another worker, every
+  POST forwarded to a session's home and its reply (:mod:`.forward`), is
+  appended to one Redis stream that every worker reads from its own position.
+- **Polling without sticky sessions** (:mod:`.store`). Pending ids, each
+  session's home worker and each polling session's queue are kept in Redis, so
+  a ``GET`` landing on any worker takes the next message, and a ``POST``
+  landing elsewhere than the home is forwarded to it over the bus. A poll
+  waits without a connection of its own; a taken message is held, not lost,
+  until the poll's answer is written.
+- **Outages** (:mod:`.writer`). Every write goes through one ordered, retried,
+  idempotent buffer (bounded in operations and bytes). When it is full, a push
+  raises :class:`~bullet_py.BackendError` (``hub`` methods) or returns False
+  (``Connection.send``), and is logged. Reads fail over to "no message" (204)
+  or 503.
+- **Dead workers** (:mod:`.workers`). Each worker refreshes its entry in a
+  sorted set; one silent for ``worker_ttl`` is dead: its sessions are forgotten
+  when next looked up, its in-flight messages requeued.
+
+Keys, with ``P`` the prefix (``bullet``)::
+
+    P:bus           stream of entries (field k: send broadcast info fwd rep wake gone)
+    P:workers       sorted set: worker id -> expiry time (ms, Redis clock)
+    P:pending       sorted set: pending session id -> expiry time
+    P:s:<sid>       hash: home, queued (1/0), seen (ms), wseq (last push applied),
+                    qc (characters queued), fly (the token of the poll holding a message)
+    P:q:<sid>       list: the session's queued messages (polling sessions)
+    P:k:<sid>       sorted set: parked poll token -> expiry time
+    P:f:<worker>    hash: token -> "<sid>\\n<message>" taken by a poll, not yet answered
+
+The scripts (``lua/*.lua``, called through :mod:`.scripts`) read Redis's own
+clock (``TIME``), so hosts need no synchronised clocks. Redis Cluster is not
+supported (the scripts touch several keys).
+"""
+
+from __future__ import annotations
+
+try:
+    import redis  # noqa: F401 - fail here, with the name of the extra
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "bullet_py.backends.redis needs the 'redis' package: pip install 'bullet_py[redis]'"
+    ) from exc
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any
+
+from redis import exceptions as redis_errors
+
+from ...config import Options
+from ...exceptions import BackendError
+from ...logs import log_event
+from ..base import Broker, Deliver, Envelope, LocalSessions, Located, SessionStore, Taken
+from .bus import BusReader, envelope_fields
+from .forward import Forwarder
+from .link import TRANSIENT, Link, Settings
+from .store import Store
+from .workers import Heartbeat
+from .writer import Writer
+
+logger = logging.getLogger("bullet_py")
+
+__all__ = ["RedisBackend"]
+
+
+class RedisBackend(Broker, SessionStore):
+    """Broker and session store on one Redis server; one instance per endpoint.
+
+    Args:
+        url: ``redis://[user:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+        prefix: start of every key; endpoints sharing a Redis need distinct prefixes.
+        session_ttl: keys of a session nobody touches for this long are deleted
+            (refreshed by activity and by its home while it lives).
+        worker_ttl: a worker silent this long is dead; the sessions it was home
+            to end, the messages its polls had taken are put back.
+        heartbeat: how often a worker says it is alive (default ``worker_ttl / 4``).
+        forward_timeout: how long a POST landing elsewhere waits for its home's
+            reply (then 202; the reply, if any, is pushed to the session).
+        buffer_max_writes, buffer_max_bytes: bound of the writes waiting for
+            Redis (during an outage); beyond it pushes are refused and reported.
+        reconnect_min, reconnect_max: backoff between reconnection attempts.
+        bus_maxlen: entries the bus keeps (approximately); a worker lagging
+            further behind misses entries (logged as ``bus_gap``).
+        socket_timeout: a Redis command taking longer counts as an outage.
+        pool_size: connections for commands (the bus reader has its own).
+        write_only: for a process that runs no server (a job): it can push,
+            broadcast and send ``info``, and reads nothing.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "bullet",
+        # --- lifetimes
+        session_ttl: float = 600.0,
+        worker_ttl: float = 15.0,
+        heartbeat: float | None = None,
+        forward_timeout: float = 30.0,
+        # --- outages
+        buffer_max_writes: int = 1_000_000,
+        buffer_max_bytes: int = 64 * 1_048_576,
+        reconnect_min: float = 0.05,
+        reconnect_max: float = 2.0,
+        socket_timeout: float = 5.0,
+        # --- sizes
+        bus_maxlen: int = 100_000,
+        pool_size: int = 16,
+        write_only: bool = False,
+    ) -> None:
+        for name, value in {
+            "session_ttl": session_ttl,
+            "worker_ttl": worker_ttl,
+            "forward_timeout": forward_timeout,
+            "reconnect_min": reconnect_min,
+            "reconnect_max": reconnect_max,
+            "socket_timeout": socket_timeout,
+        }.items():
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        if heartbeat is not None and not 0 < heartbeat < worker_ttl:
+            raise ValueError("heartbeat must be > 0 and < worker_ttl")
+        for name, count in {
+            "buffer_max_writes": buffer_max_writes,
+            "buffer_max_bytes": buffer_max_bytes,
+            "bus_maxlen": bus_maxlen,
+            "pool_size": pool_size,
+        }.items():
+            if count < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not prefix or any(c in prefix for c in " \n"):
+            raise ValueError("prefix must be a non-empty token")
+        settings = Settings(
+            url=url,
+            prefix=prefix,
+            session_ttl=session_ttl,
+            worker_ttl=worker_ttl,
+            heartbeat=heartbeat if heartbeat is not None else worker_ttl / 4,
+            forward_timeout=forward_timeout,
+            buffer_max_writes=buffer_max_writes,
+            buffer_max_bytes=buffer_max_bytes,
+            reconnect_min=reconnect_min,
+            reconnect_max=max(reconnect_min, reconnect_max),
+            socket_timeout=socket_timeout,
+            bus_maxlen=bus_maxlen,
+            pool_size=pool_size,
+            write_only=write_only,
+        )
+        self.url = url
+        self.prefix = prefix
+        self.session_ttl = session_ttl
+        self.worker_ttl = worker_ttl
+        self.heartbeat = settings.heartbeat
+        self.forward_timeout = forward_timeout
+        self.buffer_max_writes = buffer_max_writes
+        self.buffer_max_bytes = buffer_max_bytes
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = settings.reconnect_max
+        self.socket_timeout = socket_timeout
+        self.bus_maxlen = bus_maxlen
+        self.pool_size = pool_size
+        self.write_only = write_only
+        self.worker_id = secrets.token_hex(8)
+
+        self._link = link = Link(settings, self.worker_id)
+        self._writer = Writer(link)
+        self._store = Store(link, self._writer)
+        self._forwarder = Forwarder(link, self._writer, self._store, self._spawn)
+        self._heartbeat = Heartbeat(link, self._store.announce_all)
+        routes = _Routes(self._store, self._forwarder, self._heartbeat)
+        self._bus = BusReader(link, self._writer.room, routes)
+        self._tasks: list[asyncio.Task[None]] = []  # the writer first
+        self._spawned: set[asyncio.Task[Any]] = set()
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"<RedisBackend {self.prefix!r} worker={self.worker_id}>"
+
+    # --- state --------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while the last exchange with Redis succeeded."""
+        return self._link.online.is_set()
+
+    @property
+    def buffered(self) -> int:
+        """Writes waiting for Redis (a growing number means an outage)."""
+        return len(self._writer)
+
+    @property
+    def distributed(self) -> bool:
+        return True
+
+    @property
+    def store(self) -> SessionStore | None:
+        return None if self.write_only else self
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def bind(self, sessions: LocalSessions, options: Options) -> None:
+        self._store.sessions = sessions
+        self._store.options = options
+
+    async def start(self, deliver: Deliver) -> None:
+        if self._started:
+            raise RuntimeError("a RedisBackend serves one endpoint: create one per endpoint")
+        self._started = True
+        self._bus.deliver = deliver
+        link = self._link
+        loop = asyncio.get_running_loop()
+        link.open()
+        self._tasks.append(loop.create_task(self._writer.run_forever()))
+        if self.write_only:
+            return
+        position: str | None = None
+        try:
+            # Loaded before serving, so the first writes are not held up by loading.
+            await link.scripts.load(link.require_client())
+            await self._heartbeat.beat(self.worker_ttl)
+            position = await self._bus.end()
+            link.came_online()
+        except TRANSIENT as exc:
+            link.went_offline(exc, "start")  # serve anyway; the reader keeps trying
+        self._tasks.append(loop.create_task(self._bus.run_forever(position)))
+        self._tasks.append(loop.create_task(self._heartbeat.run_forever()))
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Flush what is buffered (up to ``timeout``), leave the cluster, disconnect."""
+        link = self._link
+        if not self._started or link.closing:
+            return
+        link.closing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # The writer flushes first. The loops also stop on ``closing``: redis-py
+        # may swallow a cancellation that lands as a reply arrives.
+        await _stop([*self._tasks[1:], *self._spawned])
+        self._store.release_all()
+        self._forwarder.fail_all()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                await self._writer.drained.wait()  # the writer keeps retrying with backoff
+        await _stop(self._tasks[:1])
+        if len(self._writer):
+            log_event(logging.ERROR, "backend_unflushed", writes=len(self._writer))
+        if not self.write_only:
+            with contextlib.suppress(*TRANSIENT, redis_errors.RedisError):
+                async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                    await self._heartbeat.beat(-0.001)  # dead now: put back what polls held
+                    await self._heartbeat.reap(self.worker_id)
+        await link.aclose()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+
+    # --- Broker ---------------------------------------------------------------------
+
+    async def publish(self, envelope: Envelope) -> None:
+        """Append ``envelope`` to the bus, after everything this process wrote before.
+
+        Raises:
+            BackendError: Redis is unreachable and the local buffer is full.
+            TypeError: an ``info`` payload JSON cannot carry.
+        """
+        if not self._writer.publish(envelope_fields(envelope)):
+            raise BackendError("Redis unreachable and the local buffer is full; push not sent")
+
+    # --- SessionStore (see .store and .forward) ---------------------------------------
+
+    async def issue_pending(self, session_id: str) -> None:
+        await self._store.issue_pending(session_id)
+
+    async def locate(self, session_id: str) -> Located:
+        return await self._store.locate(session_id)
+
+    def adopt(self, session_id: str, *, queued: bool) -> None:
+        self._store.adopt(session_id, queued=queued)
+
+    def push(self, session_id: str, message: str) -> bool:
+        return self._store.push(session_id, message)
+
+    async def take(
+        self, session_id: str, timeout: float, alive: Callable[[], bool]
+    ) -> Taken | None:
+        return await self._store.take(session_id, timeout, alive)
+
+    def delivered(self, taken: Taken) -> None:
+        self._store.delivered(taken)
+
+    def requeue(self, taken: Taken) -> None:
+        self._store.requeue(taken)
+
+    async def forward(self, home: str, session_id: str, message: str) -> str | None:
+        return await self._forwarder.forward(home, session_id, message)
+
+    def release(self, session_id: str) -> None:
+        self._store.release(session_id)
+
+    def forget(self, session_id: str) -> None:
+        self._store.forget(session_id)
+
+    def parked(self, session_id: str) -> int:
+        return self._store.parked(session_id)
+
+    async def idle_for(self, session_ids: Collection[str]) -> dict[str, float]:
+        return await self._store.idle_for(session_ids)
+
+
+class _Routes:
+    """Where the bus reader sends the entries that are not pushes."""
+
+    def __init__(self, store: Store, forwarder: Forwarder, heartbeat: Heartbeat) -> None:
+        self.wake = store.wake
+        self.release = store.release
+        self.forwarded = forwarder.forwarded
+        self.replied = forwarder.replied
+        self.redis_restarted = heartbeat.redis_restarted
+
+
+async def _stop(tasks: list[asyncio.Task[Any]], rounds: int = 20) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again if one swallowed it."""
+    for _ in range(rounds):
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.25)
+    for task in tasks:
+        if not task.done():
+            logger.error("task %r did not stop", task)

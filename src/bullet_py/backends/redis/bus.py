@@ -1,0 +1,191 @@
+"""The bus: one Redis stream every worker appends to (through the writer) and reads.
+
+A stream rather than pub/sub: a worker whose connection drops resumes where it
+stopped instead of missing what was published meanwhile. Each entry carries
+its publisher's id (``o``) and sequence number (``n``), so a retried write is
+seen once, and one publisher's entries are read in the order it wrote them.
+Field ``k`` says what an entry is: ``send``, ``broadcast``, ``info`` (pushes),
+``fwd`` and ``rep`` (a POST forwarded to a session's home, its reply),
+``wake`` (a queue with parked polls got a message), ``gone`` (a session ended).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any, Protocol
+
+from redis import exceptions as redis_errors
+
+from ...logs import log_event
+from ..base import Deliver, Envelope, Kind
+from .link import TRANSIENT, Link
+
+logger = logging.getLogger("bullet_py")
+
+_READ_COUNT = 512  # bus entries read in one round trip
+_ENVELOPE_KINDS = frozenset(k.value for k in Kind)
+
+
+class Listener(Protocol):
+    """What the other parts do with the entries meant for them."""
+
+    def wake(self, session_id: str) -> None:
+        """A message was queued (or put back) for a session with parked polls."""
+
+    def release(self, session_id: str) -> None:
+        """A session ended: answer its polls parked here."""
+
+    def forwarded(self, origin: str, request_id: str, session_id: str, message: str) -> None:
+        """A POST for a session of this worker, from worker ``origin``."""
+
+    def replied(self, fields: dict[str, str]) -> None:
+        """The reply to a POST this worker forwarded."""
+
+    def redis_restarted(self) -> None:
+        """Redis lost what it held: say again what this worker holds."""
+
+
+def envelope_fields(envelope: Envelope) -> dict[str, str]:
+    """The entry for a push.
+
+    Raises:
+        TypeError: an ``info`` payload JSON cannot carry.
+    """
+    fields = {"k": envelope.kind.value, "m": envelope.message}
+    if envelope.session_id is not None:
+        fields["s"] = envelope.session_id
+    if envelope.group is not None:
+        fields["g"] = envelope.group
+    if envelope.exclude is not None:
+        fields["x"] = envelope.exclude
+    if envelope.kind is Kind.INFO:
+        try:
+            fields["i"] = json.dumps(envelope.info)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"info payloads cross processes as JSON: {exc}") from None
+    return fields
+
+
+class BusReader:
+    """Reads the bus from this worker's position and hands each entry to its reader."""
+
+    def __init__(self, link: Link, room: asyncio.Event, listener: Listener) -> None:
+        self._link = link
+        self._room = room  # the write buffer has room: go on reading
+        self._listener = listener
+        self.deliver: Deliver | None = None
+        self._seen: dict[str, int] = {}  # publisher id -> last sequence number read
+        self._run_id: str | None = None
+
+    async def end(self) -> str:
+        """The id of the last entry (reading starts after it)."""
+        last = await self._link.require_client().xrevrange(self._link.bus, count=1)
+        return str(last[0][0]) if last else "0-0"
+
+    async def run_forever(self, position: str | None) -> None:
+        link = self._link
+        reader = link.reader
+        assert reader is not None
+        backoff = link.settings.backoff()
+        block_ms = int(link.block * 1000)
+        fresh = True  # check the server after every (re)connection
+        while not link.closing:
+            try:
+                if position is None:
+                    position = await self.end()
+                    fresh = False
+                if fresh:
+                    await self._check_server(position)
+                    fresh = False
+                reply: Any = await reader.xread(
+                    {link.bus: position}, count=_READ_COUNT, block=block_ms
+                )
+            except TRANSIENT as exc:
+                link.went_offline(exc, "read")
+                fresh = True
+                await asyncio.sleep(backoff.next())
+                continue
+            except Exception:  # a bug must not stop the reader: log, retry later
+                logger.exception("reading the bus failed")
+                await asyncio.sleep(backoff.next())
+                continue
+            backoff.reset()
+            link.came_online()
+            for _stream, entries in reply or ():
+                for entry_id, fields in entries:
+                    # Back-pressure: an entry may make many writes (a broadcast to
+                    # many polling sessions here); while the buffer is over half
+                    # full, the entries wait in the stream rather than be refused.
+                    await self._room.wait()
+                    position = entry_id
+                    try:
+                        self.dispatch(fields)
+                    except Exception:
+                        logger.exception("bus entry could not be handled")
+
+    async def _check_server(self, position: str) -> None:
+        """After a reconnection: did Redis restart, did the bus drop entries we had not read?"""
+        reader = self._link.reader
+        assert reader is not None
+        info = await reader.info("server")
+        run_id = str(info.get("run_id", ""))
+        if self._run_id is not None and run_id != self._run_id:
+            log_event(logging.WARNING, "redis_restarted", note="unpersisted data is lost")
+            self._link.scripts.loaded = False
+            self._listener.redis_restarted()
+        self._run_id = run_id
+        with contextlib.suppress(redis_errors.ResponseError):
+            stream = await reader.xinfo_stream(self._link.bus)
+            trimmed = str(stream.get("max-deleted-entry-id", "0-0"))
+            if _id_after(trimmed, position):
+                log_event(logging.ERROR, "bus_gap", read_from=position, trimmed_to=trimmed)
+
+    def dispatch(self, fields: dict[str, str]) -> None:
+        origin = fields.get("o")
+        if origin is not None:
+            if origin == self._link.worker_id:
+                return
+            seq = int(fields.get("n", "0"))
+            if seq <= self._seen.get(origin, 0):
+                return  # a retried write, seen already
+            self._seen[origin] = seq
+        kind = fields.get("k")
+        listener = self._listener
+        if kind == "wake":
+            listener.wake(fields.get("s", ""))
+        elif kind == "gone":
+            listener.release(fields.get("s", ""))
+        elif kind == "fwd":
+            if fields.get("t") == self._link.worker_id and origin is not None:
+                listener.forwarded(
+                    origin, fields.get("r", ""), fields.get("s", ""), fields.get("m", "")
+                )
+        elif kind == "rep":
+            if fields.get("t") == self._link.worker_id:
+                listener.replied(fields)
+        elif kind in _ENVELOPE_KINDS and self.deliver is not None:
+            info = fields.get("i")
+            self.deliver(
+                Envelope(
+                    Kind(kind),
+                    fields.get("m", ""),
+                    session_id=fields.get("s"),
+                    group=fields.get("g"),
+                    exclude=fields.get("x"),
+                    info=json.loads(info) if info is not None else None,
+                    origin=origin or "",
+                )
+            )
+
+
+def _id_after(a: str, b: str) -> bool:
+    """Whether stream id ``a`` comes after ``b``."""
+
+    def parts(entry_id: str) -> tuple[int, int]:
+        ms, _, seq = entry_id.partition("-")
+        return int(ms or 0), int(seq or 0)
+
+    return parts(a) > parts(b)

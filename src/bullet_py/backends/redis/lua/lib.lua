@@ -1,0 +1,45 @@
+-- Helpers every script starts with (prepended when the scripts are loaded).
+--
+-- Every script that writes is idempotent, because the writer retries a batch
+-- whose outcome it could not see: replaying one must change nothing.
+-- Queue sizes count characters (code points, as Python's len), not bytes:
+-- the bound is the one an in-memory queue applies.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Code points of a UTF-8 string: its bytes that do not continue a sequence.
+local function chars(text)
+  local _, continuing = string.gsub(text, '[\128-\191]', '')
+  return string.len(text) - continuing
+end
+
+local function wake(parked, bus, maxlen, sid, now)
+  if redis.call('ZCOUNT', parked, now, '+inf') > 0 then
+    redis.call('XADD', bus, 'MAXLEN', '~', maxlen, '*', 'k', 'wake', 's', sid)
+  end
+end
+
+local function dead(workers, who, now, trust)
+  if trust ~= '1' then return false end
+  local until_ms = redis.call('ZSCORE', workers, who)
+  return (not until_ms) or tonumber(until_ms) < now
+end
+
+-- Put a message a poll held ("<sid>\n<message>") back at the head of its queue.
+local function requeue(prefix, bus, maxlen, ttl, token, held, now)
+  local i = string.find(held, '\n', 1, true)
+  local sid = string.sub(held, 1, i - 1)
+  local m = string.sub(held, i + 1)
+  local s = prefix .. ':s:' .. sid
+  if redis.call('EXISTS', s) == 0 then return 0 end
+  local q = prefix .. ':q:' .. sid
+  redis.call('LPUSH', q, m)
+  redis.call('HINCRBY', s, 'qc', chars(m))
+  redis.call('PEXPIRE', q, ttl)
+  if redis.call('HGET', s, 'fly') == token then redis.call('HDEL', s, 'fly') end
+  wake(prefix .. ':k:' .. sid, bus, maxlen, sid, now)
+  return 1
+end

@@ -1,0 +1,61 @@
+-- Take the next message of a session's queue for one poll, or park the poll.
+--
+-- One message of a session is in flight at a time (field 'fly' of its hash
+-- names the poll holding it), so that a poll dying with a message in hand
+-- cannot let a later message overtake it: the next poll waits, or takes that
+-- very message over once the holder's worker is known dead.
+-- Returns {'msg', message}, {'parked', ''} or {'gone', ''}.
+-- KEYS: s q k f workers
+-- ARGV: sid token me park_ms ttl_ms trust prefix homed_here
+local s, q, k, f, workers = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sid, token, me, park_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local ttl_ms, trust, prefix, homed_here = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local held = redis.call('HGET', f, token)
+if held then return {'msg', string.sub(held, string.len(sid) + 2)} end
+local now = now_ms()
+local home = redis.call('HGET', s, 'home')
+if not home and homed_here == '1' then
+  -- Redis lost it (restarted empty) but the session lives here: say so again.
+  redis.call('HSET', s, 'home', me, 'queued', '1', 'seen', now)
+  home = me
+end
+if not home then return {'gone', ''} end
+if home ~= me and dead(workers, home, now, trust) then
+  redis.call('DEL', s, q, k)
+  return {'gone', ''}
+end
+redis.call('HSET', s, 'seen', now)
+redis.call('PEXPIRE', s, ttl_ms)
+redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+local holder = redis.call('HGET', s, 'fly')
+if holder and holder ~= token then
+  local w = string.match(holder, '^(.+):%d+$') or ''
+  local fk = prefix .. ':f:' .. w
+  local theirs = redis.call('HGET', fk, holder)
+  if not theirs then
+    redis.call('HDEL', s, 'fly')
+  elseif not dead(workers, w, now, trust) then
+    redis.call('ZADD', k, now + park_ms, token)
+    redis.call('PEXPIRE', k, ttl_ms)
+    return {'parked', ''}
+  else
+    redis.call('HDEL', fk, holder)
+    redis.call('HSET', f, token, theirs)
+    redis.call('PEXPIRE', f, ttl_ms)
+    redis.call('HSET', s, 'fly', token)
+    redis.call('ZREM', k, token)
+    return {'msg', string.sub(theirs, string.len(sid) + 2)}
+  end
+end
+local m = redis.call('LPOP', q)
+if m then
+  redis.call('HINCRBY', s, 'qc', -chars(m))
+  redis.call('HSET', f, token, sid .. '\n' .. m)
+  redis.call('PEXPIRE', f, ttl_ms)
+  redis.call('HSET', s, 'fly', token)
+  redis.call('ZREM', k, token)
+  return {'msg', m}
+end
+redis.call('ZADD', k, now + park_ms, token)
+redis.call('PEXPIRE', k, ttl_ms)
+return {'parked', ''}

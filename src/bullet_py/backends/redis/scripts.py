@@ -1,0 +1,200 @@
+"""The Lua scripts (``lua/*.lua``) and one wrapper per script with named arguments.
+
+Each script file names its ``KEYS`` and ``ARGV`` in a header (``-- KEYS: s q``,
+``-- ARGV: me ttl_ms``); the wrapper of the same name takes exactly those, by
+keyword, and returns a :class:`Call`, so no call site depends on positions.
+A call is either run now (:meth:`Scripts.run`) or handed to the write buffer,
+which pipelines it (:meth:`Scripts.queue`).
+
+Scripts are registered with redis-py's own helper (``register_script``: an
+``AsyncScript`` computes the SHA and runs EVALSHA, loading the script again
+when Redis answers NOSCRIPT). The write buffer's pipeline does not go through
+``AsyncScript.__call__``: on a pipeline that adds a ``SCRIPT EXISTS`` round
+trip before every batch. It sends EVALSHA with the registered SHA itself, after
+one :meth:`Scripts.load` per Redis server (again once Redis answers NOSCRIPT).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from importlib.resources import files
+from typing import Any, NamedTuple
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
+
+#: Every script, by file name (``lua/<name>.lua``); ``lib.lua`` is prepended to each.
+NAMES = (
+    "issue",
+    "locate",
+    "announce",
+    "push",
+    "take",
+    "unpark",
+    "requeue",
+    "ack",
+    "forget",
+    "beat",
+    "reap",
+    "idle",
+)
+
+Arg = str | int
+
+
+class Call(NamedTuple):
+    """One script invocation: which script, its keys and its arguments, in order.
+
+    A named tuple rather than a frozen dataclass: one is made per push, and a
+    tuple is the cheapest immutable record to build.
+    """
+
+    script: str
+    keys: tuple[str, ...]
+    args: tuple[Arg, ...]
+
+
+@functools.cache
+def text(name: str) -> str:
+    """The file ``lua/<name>.lua`` (package data)."""
+    return files(__package__ or __name__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+def source(name: str) -> str:
+    """What Redis runs for script ``name``: the shared library, then the script."""
+    return text("lib") + "\n" + text(name)
+
+
+class Scripts:
+    """The scripts registered on one client."""
+
+    __slots__ = ("_by_name", "loaded")
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._by_name: dict[str, AsyncScript] = {
+            name: client.register_script(source(name)) for name in NAMES
+        }
+        self.loaded = False  # known to the Redis server the writer talks to
+
+    async def run(self, call: Call) -> Any:
+        """Run ``call`` now (not through the write buffer)."""
+        return await self._by_name[call.script](keys=call.keys, args=call.args)
+
+    async def load(self, client: aioredis.Redis) -> None:
+        """Load every script (one round trip), before the writer pipelines EVALSHAs."""
+        async with client.pipeline(transaction=False) as pipe:
+            for script in self._by_name.values():
+                pipe.script_load(script.script)
+            await pipe.execute()
+        self.loaded = True
+
+    def queue(self, pipe: Pipeline, call: Call) -> None:
+        """Add ``call`` to a pipeline (after :meth:`load`)."""
+        sha = self._by_name[call.script].sha
+        pipe.evalsha(sha, len(call.keys), *call.keys, *call.args)
+
+
+# --- one wrapper per script ---------------------------------------------------------------
+
+
+def issue(*, pending: str, sid: str, ttl_ms: int, limit: int) -> Call:
+    return Call("issue", (pending,), (sid, ttl_ms, limit))
+
+
+def locate(
+    *,
+    pending: str,
+    s: str,
+    q: str,
+    k: str,
+    workers: str,
+    sid: str,
+    me: str,
+    ttl_ms: int,
+    trust: str,
+) -> Call:
+    return Call("locate", (pending, s, q, k, workers), (sid, me, ttl_ms, trust))
+
+
+def announce(*, s: str, q: str, me: str, queued: str, ttl_ms: int) -> Call:
+    return Call("announce", (s, q), (me, queued, ttl_ms))
+
+
+def push(
+    *,
+    s: str,
+    q: str,
+    k: str,
+    bus: str,
+    message: str,
+    chars: int,
+    seq: int,
+    max_messages: int,
+    max_chars: int,
+    when_full: str,
+    ttl_ms: int,
+    me: str,
+    maxlen: int,
+    sid: str,
+) -> Call:
+    return Call(
+        "push",
+        (s, q, k, bus),
+        (message, chars, seq, max_messages, max_chars, when_full, ttl_ms, me, maxlen, sid),
+    )
+
+
+def take(
+    *,
+    s: str,
+    q: str,
+    k: str,
+    f: str,
+    workers: str,
+    sid: str,
+    token: str,
+    me: str,
+    park_ms: int,
+    ttl_ms: int,
+    trust: str,
+    prefix: str,
+    homed_here: str,
+) -> Call:
+    return Call(
+        "take",
+        (s, q, k, f, workers),
+        (sid, token, me, park_ms, ttl_ms, trust, prefix, homed_here),
+    )
+
+
+def unpark(*, k: str, s: str, token: str) -> Call:
+    return Call("unpark", (k, s), (token,))
+
+
+def requeue(*, f: str, bus: str, token: str, prefix: str, maxlen: int, ttl_ms: int) -> Call:
+    return Call("requeue", (f, bus), (token, prefix, maxlen, ttl_ms))
+
+
+def ack(*, f: str, bus: str, token: str, prefix: str, maxlen: int) -> Call:
+    return Call("ack", (f, bus), (token, prefix, maxlen))
+
+
+def forget(*, s: str, q: str, k: str, bus: str, sid: str, maxlen: int) -> Call:
+    return Call("forget", (s, q, k, bus), (sid, maxlen))
+
+
+def beat(*, workers: str, me: str, ttl_ms: int) -> Call:
+    return Call("beat", (workers,), (me, ttl_ms))
+
+
+def reap(*, workers: str, bus: str, prefix: str, maxlen: int, ttl_ms: int, only: str) -> Call:
+    return Call("reap", (workers, bus), (prefix, maxlen, ttl_ms, only))
+
+
+def idle(*, s: Sequence[str], k: Sequence[str]) -> Call:
+    """``s`` and ``k``: the hash and parked-polls keys of the same sessions, in one order."""
+    if len(s) != len(k):
+        raise ValueError("one parked-polls key per session hash")
+    return Call("idle", (*s, *k), (len(s),))

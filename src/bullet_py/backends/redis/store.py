@@ -1,0 +1,357 @@
+"""Polling sessions' shared state in Redis: pending ids, homes, queues, parked polls.
+
+Keys (``P`` the prefix): ``P:pending`` (pending id -> expiry), ``P:s:<sid>``
+(hash: home, queued, seen, wseq, qc, fly), ``P:q:<sid>`` (the queue),
+``P:k:<sid>`` (parked poll token -> expiry), ``P:f:<worker>`` (token ->
+``"<sid>\\n<message>"`` taken by a poll of that worker, not yet answered).
+
+Reads (locate, take, idle_for) run now and fail over to the caller; every
+write goes through the ordered write buffer, so it survives an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable, Collection
+from typing import Any
+
+from ...config import Options, Overflow
+from ...core.outbox import when_full
+from ...exceptions import BackendError
+from ...logs import log_event, session_hash
+from ..base import LocalSessions, Located, Placement, Taken
+from . import scripts
+from .link import TRANSIENT, Link
+from .writer import Writer
+
+_PARK_GRACE = 5.0  # a parked poll's entry outlives its wait by this much
+
+
+class _Waiter:
+    """A poll of this process parked on a session's shared queue."""
+
+    __slots__ = ("event", "released")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.released = False
+
+
+class Store:
+    """The :class:`~bullet_py.backends.base.SessionStore` operations on Redis."""
+
+    def __init__(self, link: Link, writer: Writer) -> None:
+        self._link = link
+        self._writer = writer
+        self.options = Options()
+        self.sessions: LocalSessions | None = None
+        self._tokens = itertools.count(1)  # polls' take tokens
+        self._waiters: dict[str, list[_Waiter]] = {}
+        self._homed: dict[str, bool] = {}  # session id -> queued in Redis
+        self._claims: dict[str, asyncio.Event] = {}  # claimed ids not yet adopted
+
+    # --- pending ids and homes -------------------------------------------------------------
+
+    async def issue_pending(self, session_id: str) -> None:
+        opts = self.options
+        link = self._link
+        call = scripts.issue(
+            pending=link.pending,
+            sid=session_id,
+            ttl_ms=int(opts.pending_session_ttl * 1000),
+            limit=opts.max_pending_sessions,
+        )
+        try:
+            await link.run(call)
+        except TRANSIENT as exc:
+            link.went_offline(exc, "issue_pending")
+            raise BackendError("Redis unreachable") from exc
+
+    async def locate(self, session_id: str) -> Located:
+        if not _plausible(session_id):
+            return Located(Placement.UNKNOWN)  # not one of ours: no need to ask Redis
+        link = self._link
+        keys = link.session_keys(session_id)
+        if session_id in self._homed:
+            return Located(Placement.HERE, link.worker_id)
+        call = scripts.locate(
+            pending=link.pending,
+            s=keys.s,
+            q=keys.q,
+            k=keys.k,
+            workers=link.workers,
+            sid=session_id,
+            me=link.worker_id,
+            ttl_ms=link.ttl_ms,
+            trust=link.trust(),
+        )
+        try:
+            placement, home, queued = await link.run(call)
+        except TRANSIENT as exc:
+            link.went_offline(exc, "locate")
+            raise BackendError("Redis unreachable") from exc
+        if placement == "claimed":
+            self._claims[session_id] = asyncio.Event()
+        return Located(Placement(placement), str(home), queued == "1")
+
+    async def claimed(self, session_id: str, timeout: float) -> None:
+        """Wait (up to ``timeout``) until a session this worker claimed is adopted."""
+        claim = self._claims.get(session_id)
+        if claim is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await claim.wait()
+
+    def adopt(self, session_id: str, *, queued: bool) -> None:
+        self._homed[session_id] = queued
+        claim = self._claims.pop(session_id, None)
+        if claim is not None:
+            claim.set()
+        if not queued:
+            self.announce(session_id, queued)
+
+    def announce(self, session_id: str, queued: bool) -> None:
+        link = self._link
+        keys = link.session_keys(session_id)
+        call = scripts.announce(
+            s=keys.s,
+            q=keys.q,
+            me=link.worker_id,
+            queued="1" if queued else "0",
+            ttl_ms=link.ttl_ms,
+        )
+        self._writer.call(call, size=len(session_id))
+
+    def announce_all(self) -> None:
+        """Tell Redis again about every session homed here (after a restart, periodically)."""
+        for session_id, queued in list(self._homed.items()):
+            self.announce(session_id, queued)
+
+    def forget(self, session_id: str) -> None:
+        self.release(session_id)
+        claim = self._claims.pop(session_id, None)
+        if claim is not None:
+            claim.set()
+        self._homed.pop(session_id, None)
+        link = self._link
+        keys = link.session_keys(session_id)
+
+        def dropped(count: Any) -> None:
+            if count:
+                log_event(
+                    logging.WARNING,
+                    "session_dropped",
+                    session=session_hash(session_id),
+                    queued=count,
+                )
+
+        call = scripts.forget(
+            s=keys.s,
+            q=keys.q,
+            k=keys.k,
+            bus=link.bus,
+            sid=session_id,
+            maxlen=link.maxlen,
+        )
+        self._writer.call(call, size=len(session_id), done=dropped)
+
+    async def idle_for(self, session_ids: Collection[str]) -> dict[str, float]:
+        ids = list(session_ids)
+        if not ids:
+            return {}
+        link = self._link
+        keys = [link.session_keys(i) for i in ids]
+        call = scripts.idle(s=[key.s for key in keys], k=[key.k for key in keys])
+        try:
+            result = await link.run(call)
+        except TRANSIENT as exc:
+            link.went_offline(exc, "idle_for")
+            raise BackendError("Redis unreachable") from exc
+        return {i: int(ms) / 1000 for i, ms in zip(ids, result, strict=True) if int(ms) >= 0}
+
+    # --- the queue ----------------------------------------------------------------------
+
+    def push(self, session_id: str, message: str) -> bool:
+        opts = self.options
+        link = self._link
+        keys = link.session_keys(session_id)
+        size = len(message)  # characters, as the in-memory outbox counts
+        full = when_full(
+            size, opts.outbox_max_chars, drop_oldest=opts.overflow is Overflow.DROP_OLDEST
+        )
+
+        def outcome(result: Any) -> None:
+            status, count = str(result[0]), int(result[1])
+            self.wake(session_id)  # polls parked here need not wait for the bus
+            if status in ("refused", "dropped"):
+                log_event(
+                    logging.WARNING,
+                    "queue_overflow",
+                    session=session_hash(session_id),
+                    transport="poll",
+                    policy=opts.overflow.value,
+                    dropped=count,
+                )
+                if self.sessions is not None:
+                    self.sessions.queue_overflowed(session_id)
+
+        call = scripts.push(
+            s=keys.s,
+            q=keys.q,
+            k=keys.k,
+            bus=link.bus,
+            message=message,
+            chars=size,
+            seq=next(link.seq),
+            max_messages=opts.outbox_max_messages,
+            max_chars=opts.outbox_max_chars,
+            when_full=full.value,
+            ttl_ms=link.ttl_ms,
+            me=link.worker_id,
+            maxlen=link.maxlen,
+            sid=session_id,
+        )
+        if self._writer.call(call, size=size + 64, done=outcome):
+            return True
+        log_event(
+            logging.WARNING,
+            "queue_overflow",
+            session=session_hash(session_id),
+            transport="poll",
+            policy="backend_buffer_full",
+            dropped=1,
+        )
+        return False
+
+    async def take(
+        self, session_id: str, timeout: float, alive: Callable[[], bool]
+    ) -> Taken | None:
+        link = self._link
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        token = f"{link.worker_id}:{next(self._tokens)}"
+        keys = link.session_keys(session_id)
+        waiter = _Waiter()
+        waiters = self._waiters.setdefault(session_id, [])
+        while len(waiters) >= self.options.max_polls_per_session:
+            oldest = waiters.pop(0)  # a newer poll releases the oldest, as in memory
+            oldest.released = True
+            oldest.event.set()
+        waiters.append(waiter)
+        parked = False
+        taken: Taken | None = None
+        backoff = link.settings.backoff()
+        try:
+            while not waiter.released and alive():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                waiter.event.clear()
+                call = scripts.take(
+                    s=keys.s,
+                    q=keys.q,
+                    k=keys.k,
+                    f=link.in_flight,
+                    workers=link.workers,
+                    sid=session_id,
+                    token=token,
+                    me=link.worker_id,
+                    park_ms=int((remaining + _PARK_GRACE) * 1000),
+                    ttl_ms=link.ttl_ms,
+                    trust=link.trust(),
+                    prefix=link.settings.prefix,
+                    homed_here="1" if session_id in self._homed else "0",
+                )
+                try:
+                    status, value = await link.run(call)
+                except TRANSIENT as exc:
+                    link.went_offline(exc, "take")
+                    # Wait for the reader to reconnect, then try again with the
+                    # same token: a take that did pop is answered from "in flight".
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(min(backoff.next(), max(0.0, remaining))):
+                            await link.online.wait()
+                    continue
+                if status == "msg":
+                    parked = False
+                    taken = Taken(session_id, str(value), token)
+                    return taken
+                if status == "gone":
+                    parked = False
+                    return None
+                parked = True
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(deadline - loop.time()):
+                        await waiter.event.wait()
+            return None
+        except asyncio.CancelledError:
+            if taken is None:
+                self._requeue_token(token)  # a take cut short may have popped under this token
+            raise
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters and self._waiters.get(session_id) is waiters:
+                del self._waiters[session_id]
+            if parked:
+                self._writer.call(scripts.unpark(k=keys.k, s=keys.s, token=token), size=len(token))
+
+    def delivered(self, taken: Taken) -> None:
+        link = self._link
+
+        def acked(_: Any) -> None:
+            self.wake(taken.session_id)  # a poll here waiting for this one's answer
+
+        call = scripts.ack(
+            f=link.in_flight,
+            bus=link.bus,
+            token=taken.token,
+            prefix=link.settings.prefix,
+            maxlen=link.maxlen,
+        )
+        self._writer.call(call, size=len(taken.token), done=acked)
+
+    def requeue(self, taken: Taken) -> None:
+        self._requeue_token(taken.token)
+
+    def _requeue_token(self, token: str) -> None:
+        link = self._link
+        call = scripts.requeue(
+            f=link.in_flight,
+            bus=link.bus,
+            token=token,
+            prefix=link.settings.prefix,
+            maxlen=link.maxlen,
+            ttl_ms=link.ttl_ms,
+        )
+        self._writer.call(call, size=len(token))
+
+    # --- polls parked in this process ------------------------------------------------------
+
+    def wake(self, session_id: str) -> None:
+        """Have the polls parked here for ``session_id`` try again."""
+        for waiter in self._waiters.get(session_id, ()):
+            waiter.event.set()
+
+    def release(self, session_id: str) -> None:
+        for waiter in self._waiters.get(session_id, ()):
+            waiter.released = True
+            waiter.event.set()
+
+    def release_all(self) -> None:
+        for session_id in list(self._waiters):
+            self.release(session_id)
+
+    def parked(self, session_id: str) -> int:
+        return len(self._waiters.get(session_id, ()))
+
+
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _plausible(session_id: str) -> bool:
+    """Shaped like an id ``registry.new_session_id`` makes (URL-safe base64)."""
+    return 16 <= len(session_id) <= 64 and _ID_CHARS.issuperset(session_id)
