@@ -5,8 +5,8 @@ driven by a coroutine; on its one core that load generator tops out near the
 servers' own rate, so the servers are not saturated and their msg/s figures
 crowd together. Here each connection is a bare ``asyncio.Protocol`` that
 writes one pre-built masked text frame and writes the next as soon as a
-frame comes back: a few microseconds of client CPU per message, so the server
-is the bottleneck and msg/s measures the server.
+frame comes back: about half the CPU per message of the cheapest server, so
+the server is the bottleneck (check *server CPU*) and msg/s measures it.
 
 Same servers, pinning and environment as ``bench/run.py``; systems: aiohttp
 (raw), plain, bullet (``examples/echo.py``), erlang (when built).
