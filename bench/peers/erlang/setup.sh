@@ -10,6 +10,9 @@
 #   git --git-dir=cowlib.git archive 1.0.1 | tar -x -C SRC_DIR/cowlib
 # Then build.sh SRC_DIR OUT_DIR compiles it (OUT_DIR: see build.sh).
 #
+# ERLANG_BULLET_GIT replaces https://github.com/ninenines, for a mirror holding
+# cowlib.git, ranch.git, cowboy.git and bullet.git.
+#
 # Needs git, and Erlang/OTP with its headers: on Debian or Ubuntu,
 #   apt-get install erlang-nox erlang-dev
 # Afterwards `python bench/run.py` includes the peer as system "erlang"
@@ -18,6 +21,7 @@ set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/bullet_py
+GIT=${ERLANG_BULLET_GIT:-https://github.com/ninenines}
 SRC=${1:-$CACHE/erlang_bullet_src}
 mkdir -p "$SRC"
 
@@ -27,7 +31,7 @@ fetch() { # fetch NAME REF
 		return
 	fi
 	tmp=$(mktemp -d)
-	git clone --quiet "https://github.com/ninenines/$1.git" "$tmp/$1"
+	git clone --quiet "$GIT/$1.git" "$tmp/$1"
 	mkdir -p "$SRC/$1"
 	git -C "$tmp/$1" archive "$2" | tar -x -C "$SRC/$1"
 	rm -rf "$tmp"
