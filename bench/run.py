@@ -71,7 +71,7 @@ SCRIPTS = {
     "socketio": BENCH / "peers" / "socketio_server.py",
     "sockjs": BENCH / "peers" / "sockjs_server.py",
 }
-# The original Erlang Bullet: one shell script, echo or push mode (see ERLANG_APPS).
+# The original Erlang Bullet: bench/peers/erlang/start.sh, as an echo or a push server.
 ERLANG = BENCH / "peers" / "erlang"
 ERLANG_SERVERS = {"erlang": [], "erlang-push": ["--push"]}
 NAMES = {
@@ -280,6 +280,7 @@ def erlang_missing() -> str:
 
 
 def erlang_release() -> str:
+    """The OTP release the peer runs on, for the report's versions line."""
     try:
         return subprocess.run(
             [
