@@ -6,8 +6,8 @@
 #
 # /bullet serves WebSocket, long-poll GET, EventSource GET and POST through
 # bullet_handler with bench_stream: every message is echoed; with --push every
-# WebSocket, poll and event stream gets an endless run of 100-byte messages
-# instead (POSTs are still echoed). It listens on 127.0.0.1 only (--host is
+# WebSocket and event stream gets an endless run of 100-byte messages instead,
+# and every poll one at once (POSTs are still echoed). It listens on 127.0.0.1 only (--host is
 # accepted for the runner's sake and must be 127.0.0.1).
 #
 # One scheduler (+S 1:1), as in the comparison the project was asked to make.
