@@ -24,6 +24,10 @@ The wires:
   message; one cookie jar per client.
 - ``BulletSSE``: Bullet's event stream to receive, ``POST`` to send, sharing
   the stream's cookie.
+- ``OriginalWS`` / ``OriginalPoll`` / ``OriginalSSE``: the same wires against
+  the original Erlang Bullet (bench/peers/erlang), which has no sessions: no
+  cookie handshake before polling, and a ``push:K`` command is simply echoed
+  (in push mode that server pushes unasked), so its echo is dropped.
 - ``SioWS`` / ``SioPoll``: Socket.IO v5 packets over Engine.IO v4, written by
   hand (no socket.io client library): ``42["echo",text]`` and friends.
 - ``SockjsWS``: sockjs's raw WebSocket (``/sockjs/websocket``, plain frames).
@@ -324,6 +328,40 @@ class BulletSSE(_Inbox):
                     self._deliver(body)
             elif response.status != 204:
                 raise Closed(f"post: {response.status}")
+
+
+# --- the original Erlang Bullet (bench/peers/erlang) ------------------------
+
+
+class _DropsCommandEcho(Client):
+    """Skip the echo of a ``push:K`` command (the original Bullet echoes every message).
+
+    Its push mode pushes to every connection unasked, endlessly; the workload
+    still sends its commands, as it does to every server, and this drops their
+    echoes so that only pushed messages are counted.
+    """
+
+    async def recv(self) -> str:
+        while True:
+            text = await super().recv()
+            if not text.startswith("push:"):
+                return text
+
+
+class OriginalWS(_DropsCommandEcho, BulletWS):
+    pass
+
+
+class OriginalPoll(_DropsCommandEcho, BulletPoll):
+    """Long polling without a session: every ``GET`` is held until there is a message."""
+
+    async def connect(self) -> None:
+        # No cookie to fetch first: the loop's first GET is already a poll.
+        self._start(self._poll_forever())
+
+
+class OriginalSSE(_DropsCommandEcho, BulletSSE):
+    pass
 
 
 # --- python-socketio: Socket.IO v5 over Engine.IO v4, spoken raw -------------

@@ -1,7 +1,8 @@
 """Run every benchmark against every server and print one markdown report.
 
     python bench/run.py                 # full run: 3 repeats, about 8 minutes
-    python bench/run.py --smoke         # about 20 s: raw aiohttp and Bullet only, tiny N
+    python bench/run.py --smoke         # about 20 s: the aiohttp baselines, Bullet (and the
+                                        # original Erlang Bullet when built), tiny N
     python bench/run.py --out report.md --json raw.json
 
 Each server runs as its own process pinned to CPU 0 (``taskset -c 0``); this
@@ -10,6 +11,10 @@ systems of one workload run back to back (in an order that rotates between
 repeats), so each figure is compared with a raw aiohttp figure measured
 moments before or after it. Every figure is the median of the repeats; every
 ratio is the median of the per-repeat ratios.
+
+The original Erlang Bullet (system ``erlang``) runs when it has been built
+(bench/peers/erlang/setup.sh; ``ERLANG_BULLET_DIR`` if built elsewhere than the
+default); otherwise it is skipped and the report says why.
 
 The markdown goes to stdout (and ``--out``); progress goes to stderr. The exit
 status is 1 if any row failed (a server that would not start or died, a
@@ -60,13 +65,19 @@ CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "524288", "MALLOC_TRIM_THRESHOLD_": "1048
 # server key → script. Bullet's echo rows use the project's own example.
 SCRIPTS = {
     "aiohttp": BENCH / "peers" / "raw_aiohttp.py",
+    "plain": BENCH / "peers" / "plain_aiohttp.py",
     "bullet-echo": ROOT / "examples" / "echo.py",
     "bullet": BENCH / "servers" / "bullet_bench.py",
     "socketio": BENCH / "peers" / "socketio_server.py",
     "sockjs": BENCH / "peers" / "sockjs_server.py",
 }
+# The original Erlang Bullet: bench/peers/erlang/start.sh, as an echo or a push server.
+ERLANG = BENCH / "peers" / "erlang"
+ERLANG_SERVERS = {"erlang": [], "erlang-push": ["--push"]}
 NAMES = {
     "aiohttp": "raw aiohttp",
+    "plain": "plain aiohttp",
+    "erlang": "original Erlang Bullet",
     "bullet": "**bullet_py**",
     "socketio": "python-socketio",
     "sockjs": "sockjs",
@@ -76,9 +87,9 @@ PEER_MODULES = {"socketio": "socketio", "sockjs": "sockjs"}
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    system: str  # aiohttp, bullet, socketio, sockjs
+    system: str  # aiohttp, plain, bullet, erlang, socketio, sockjs
     wire: str  # a loadgen.WIRES key
-    server: str  # a SCRIPTS key
+    server: str  # a SCRIPTS or ERLANG_SERVERS key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,38 +112,63 @@ def _e(system: str, wire: str, server: str | None = None) -> Entry:
     return Entry(system, wire, server or system)
 
 
-def _ws(echo: bool = False) -> tuple[Entry, ...]:
+def _ws(echo: bool = False, *more: Entry) -> tuple[Entry, ...]:
     return (
         _e("aiohttp", "bullet-ws"),
+        *more,
         _e("bullet", "bullet-ws", "bullet-echo" if echo else "bullet"),
         _e("socketio", "sio-ws"),
         _e("sockjs", "sockjs-ws"),
     )
 
 
-def _poll() -> tuple[Entry, ...]:
+def _poll(*more: Entry) -> tuple[Entry, ...]:
     # Bullet's long-poll rows all use the bench server: it echoes like
     # examples/echo.py, with the POST rate limits off (see its docstring).
     return (
         _e("aiohttp", "bullet-poll"),
+        *more,
         _e("bullet", "bullet-poll"),
         _e("socketio", "sio-poll"),
         _e("sockjs", "sockjs-xhr"),
     )
 
 
+# The least aiohttp server echoes and holds WebSockets, nothing else. The
+# original Erlang Bullet echoes, or (its push server) pushes to every
+# connection unasked; it has no broadcast and nothing to ask a push of, so it
+# has no broadcast or delivery rows.
+PLAIN_WS = _e("plain", "bullet-ws")
+ERLANG_WS = _e("erlang", "original-ws")
+ERLANG_WS_PUSH = _e("erlang", "original-ws", "erlang-push")
+ERLANG_POLL = _e("erlang", "original-poll")
+ERLANG_POLL_PUSH = _e("erlang", "original-poll", "erlang-push")
+
+
 GROUPS = (
-    Group("echo-ws", "echo", "WebSocket", _ws(echo=True)),
-    Group("echo-poll", "echo", "long-poll", _poll()),
-    Group("push-ws", "push", "WebSocket", _ws(), (("batch", 50), ("windows", 2))),
+    Group("echo-ws", "echo", "WebSocket", _ws(True, PLAIN_WS, ERLANG_WS)),
+    Group("echo-poll", "echo", "long-poll", _poll(ERLANG_POLL)),
+    Group(
+        "push-ws", "push", "WebSocket", _ws(False, ERLANG_WS_PUSH), (("batch", 50), ("windows", 2))
+    ),
     Group(
         "push-sse",
         "push",
         "event stream",
-        (_e("aiohttp", "bullet-sse"), _e("bullet", "bullet-sse")),
+        (
+            _e("aiohttp", "bullet-sse"),
+            _e("erlang", "original-sse", "erlang-push"),
+            _e("bullet", "bullet-sse"),
+        ),
         (("batch", 50), ("windows", 2)),
     ),
-    Group("push-poll", "push", "long-poll, backlog", _poll(), (("batch", 50), ("windows", 2))),
+    Group(
+        "push-poll",
+        "push",
+        "long-poll, backlog",
+        _poll(ERLANG_POLL_PUSH),
+        (("batch", 50), ("windows", 2)),
+    ),
     Group(
         "deliver-poll",
         "push",
@@ -150,13 +186,17 @@ GROUPS = (
         "deliver",
     ),
     Group("broadcast-ws", "broadcast", "WebSocket", _ws()),
-    Group("idle-ws", "idle", "WebSocket", _ws()),
-    Group("idle-poll", "idle", "parked long-poll", _poll()),
+    Group("idle-ws", "idle", "WebSocket", _ws(False, PLAIN_WS, ERLANG_WS)),
+    Group("idle-poll", "idle", "parked long-poll", _poll(ERLANG_POLL)),
     Group(
         "idle-sse",
         "idle",
         "event stream",
-        (_e("aiohttp", "bullet-sse"), _e("bullet", "bullet-sse")),
+        (
+            _e("aiohttp", "bullet-sse"),
+            _e("erlang", "original-sse"),
+            _e("bullet", "bullet-sse"),
+        ),
     ),
 )
 
@@ -174,7 +214,7 @@ class Settings:
     codec_repeats: int = 15
     quiet: float = 0.5  # idle: how long the server must be calm before RSS is read
     pin: bool = True  # servers on CPU 0, load generator on CPU 1 (smoke: off, for speed)
-    systems: tuple[str, ...] = ("aiohttp", "bullet", "socketio", "sockjs")
+    systems: tuple[str, ...] = ("aiohttp", "plain", "bullet", "erlang", "socketio", "sockjs")
 
 
 SMOKE = Settings(
@@ -189,7 +229,7 @@ SMOKE = Settings(
     codec_repeats=2,
     quiet=0.2,
     pin=False,
-    systems=("aiohttp", "bullet"),
+    systems=("aiohttp", "plain", "bullet", "erlang"),
 )
 
 
@@ -211,6 +251,61 @@ def can_pin() -> bool:
             and {SERVER_CORE, CLIENT_CORE} <= os.sched_getaffinity(0)
         )
     return _PINNING[0]
+
+
+def erlang_dir() -> Path:
+    """Where bench/peers/erlang/build.sh put the compiled peer."""
+    given = os.environ.get("ERLANG_BULLET_DIR")
+    if given:
+        return Path(given)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "bullet_py" / "erlang_bullet"
+
+
+ERLANG_APPS = ("cowlib", "ranch", "cowboy", "bullet", "bench")
+
+
+def erlang_missing() -> str:
+    """Why the original Erlang Bullet cannot run here ('' when it can)."""
+    if shutil.which("erl") is None:
+        return "no Erlang (`erl`) on PATH: apt-get install erlang-nox erlang-dev"
+    for app in ERLANG_APPS:
+        ebin = erlang_dir() / "lib" / app / "ebin"
+        if not any(ebin.glob("*.beam")):
+            return (
+                f"not built (no {ebin}/*.beam): run bench/peers/erlang/setup.sh, "
+                "or set ERLANG_BULLET_DIR to where build.sh put it"
+            )
+    return ""
+
+
+def erlang_release() -> str:
+    """The OTP release the peer runs on, for the report's versions line."""
+    try:
+        return subprocess.run(
+            [
+                "erl",
+                "-noshell",
+                "-eval",
+                'io:format("OTP ~s", [erlang:system_info(otp_release)]), halt().',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "OTP unknown"
+
+
+def command(key: str, port: int) -> list[str]:
+    """The server's command line; every server takes --host and --port."""
+    if key in ERLANG_SERVERS:
+        # start.sh exec's the Erlang VM, so the pid we get is beam.smp's.
+        argv = ["sh", str(ERLANG / "start.sh"), *ERLANG_SERVERS[key]]
+    else:
+        argv = [sys.executable, str(SCRIPTS[key])]
+    return [*argv, "--host", "127.0.0.1", "--port", str(port)]
 
 
 def free_port() -> int:
@@ -243,17 +338,17 @@ class Server:
         pin = ["taskset", "-c", str(SERVER_CORE)] if can_pin() else []
         self.proc = await asyncio.create_subprocess_exec(
             *pin,
-            sys.executable,
-            str(SCRIPTS[self.key]),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
+            *command(self.key, self.port),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             stdin=asyncio.subprocess.DEVNULL,
             cwd=ROOT,
-            env={**os.environ, **CHILD_ENV, "PYTHONUNBUFFERED": "1"},
+            env={
+                **os.environ,
+                **CHILD_ENV,
+                "PYTHONUNBUFFERED": "1",
+                "ERLANG_BULLET_DIR": str(erlang_dir()),
+            },
         )
         RUNNING.add(self)
         assert self.proc.stdout is not None
@@ -610,6 +705,49 @@ SECTIONS = {
 }
 
 
+# The overview: issue #13's table, one row per (group, figure).
+OVERVIEW_ROWS = (
+    ("long-poll echo, msg/s", "echo-poll", "rate", 0),
+    ("long-poll push, msg/s (bullet: 1 per poll)", "push-poll", "rate", 0),
+    ("WebSocket echo, msg/s", "echo-ws", "rate", 0),
+    ("WebSocket push, msg/s", "push-ws", "rate", 0),
+    ("idle WebSocket, KiB each", "idle-ws", "kib_per_conn", 1),
+    ("parked poll, KiB each", "idle-poll", "kib_per_conn", 1),
+)
+OVERVIEW_SYSTEMS = ("bullet", "plain", "aiohttp", "erlang", "socketio", "sockjs")
+
+
+def overview(results: Results, groups: list[Group]) -> str:
+    """Every system side by side, with bullet_py's ratio to each aiohttp baseline and to Erlang."""
+    keys = {g.key for g in groups}
+    rows = [row for row in OVERVIEW_ROWS if row[1] in keys]
+    if not rows:
+        return ""
+    systems = [x for x in OVERVIEW_SYSTEMS if any(f"{g}/{x}" in results for _, g, _, _ in rows)]
+    versus = [x for x in ("plain", "aiohttp", "erlang") if x in systems]
+    head = [NAMES[x] for x in systems] + [f"bullet_py ÷ {NAMES[x]}" for x in versus]
+    out = [
+        "### Overview\n",
+        "Medians of the rows below; a ratio is the median of the per-repeat ratios. "
+        "On long-poll push python-socketio and sockjs answer a poll with every queued "
+        "message, Bullet (both) with one.\n",
+        "| workload | " + " | ".join(head) + " |",
+        "|---|" + "--:|" * len(head),
+    ]
+    for label, group, name, digits in rows:
+        cells = []
+        for system in systems:
+            key = f"{group}/{system}"
+            cell = fmt(median(figures(results, key, name)), digits) if key in results else "—"
+            if failures(results, key):
+                cell += " ⚠"
+            cells.append(cell)
+        for system in versus:
+            cells.append(fmt_ratio(ratio(results, f"{group}/bullet", f"{group}/{system}", name)))
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def report(
     s: Settings,
     groups: list[Group],
@@ -623,6 +761,9 @@ def report(
     w(f"Run {meta['date']}, {s.repeats} repeat(s), {meta['elapsed']:.0f} s in all.")
     w(f"{meta['machine']}\n")
     w(f"Versions: {meta['versions']}\n")
+    for note in meta.get("notes", []):
+        w(f"Note: {note}.\n")
+    w(overview(results, groups))
     for workload, (title, text) in SECTIONS.items():
         mine = [g for g in groups if g.where == workload]
         if not mine:
@@ -852,7 +993,7 @@ def machine() -> str:
     )
 
 
-def versions(loop_name: str) -> str:
+def versions(loop_name: str, erlang: bool) -> str:
     parts = [
         f"Python {platform.python_version()}",
         f"aiohttp {version('aiohttp')}",
@@ -861,6 +1002,11 @@ def versions(loop_name: str) -> str:
         f"python-engineio {version('python-engineio')}",
         f"sockjs {version('sockjs')}",
         f"erlastic {version('erlastic')}",
+        *(
+            [f"original Erlang Bullet 0.4.1 on cowboy 1.0.4 ({erlang_release()}, +S 1:1)"]
+            if erlang
+            else []
+        ),
         f"servers on the asyncio loop, load generator on {loop_name}",
         "servers started with " + " ".join(f"{k}={v}" for k, v in CHILD_ENV.items()),
     ]
@@ -877,7 +1023,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int)
     parser.add_argument("--only", help="regex on group keys (e.g. 'echo|idle-ws')")
     parser.add_argument(
-        "--systems", help="comma-separated subset of aiohttp,bullet,socketio,sockjs"
+        "--systems", help="comma-separated subset of aiohttp,plain,bullet,erlang,socketio,sockjs"
     )
     parser.add_argument("--no-codec", action="store_true")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
@@ -898,9 +1044,18 @@ def main() -> int:
         for system, module in PEER_MODULES.items()
         if system in s.systems and importlib.util.find_spec(module) is None
     ]
+    notes = []
     if missing:
-        log(f"skipping {', '.join(missing)}: not installed (pip install python-socketio sockjs)")
-        s.systems = tuple(x for x in s.systems if x not in missing)
+        notes.append(
+            f"skipped {', '.join(NAMES[x] for x in missing)}: not installed "
+            "(pip install python-socketio sockjs)"
+        )
+    if "erlang" in s.systems and (why := erlang_missing()):
+        missing.append("erlang")
+        notes.append(f"skipped the original Erlang Bullet: {why}")
+    for note in notes:
+        log(note)
+    s.systems = tuple(x for x in s.systems if x not in missing)
     if "aiohttp" not in s.systems:
         s.systems = ("aiohttp", *s.systems)  # the baseline is never optional
 
@@ -919,7 +1074,8 @@ def main() -> int:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "elapsed": time.monotonic() - began,
         "machine": machine(),
-        "versions": versions(loop_name),
+        "versions": versions(loop_name, "erlang" in s.systems),
+        "notes": notes,
     }
     text = report(s, groups, results, codec, meta)
     print(text)

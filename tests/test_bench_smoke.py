@@ -1,8 +1,10 @@
 """The benchmark runs: ``python bench/run.py --smoke`` (about 20 s) makes its table.
 
-Tiny N and one repeat, raw aiohttp and bullet_py only (the peers are not needed):
-this only proves that every workload still runs against the project and that
-the report is produced, so the benchmark cannot rot. The figures are not checked.
+Tiny N and one repeat, the two aiohttp baselines and bullet_py (the Python peers
+are not needed), and the original Erlang Bullet when it has been built; when it
+has not, the report must say so instead. This only proves that every workload
+still runs against the project and that the report is produced, so the
+benchmark cannot rot. The figures are not checked.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED_ROWS = [
     "| WebSocket | raw aiohttp |",
+    "| WebSocket | plain aiohttp |",
     "| WebSocket | **bullet_py** |",
     "| long-poll | raw aiohttp |",
     "| long-poll | **bullet_py** |",
@@ -26,6 +29,7 @@ EXPECTED_ROWS = [
     "| parked long-poll | **bullet_py** |",
 ]
 SECTIONS = [
+    "### Overview",
     "### Echo",
     "### Push",
     "### Long-poll delivery",
@@ -52,5 +56,10 @@ def test_smoke_benchmark_produces_the_table(tmp_path: Path) -> None:
         assert heading in text, heading
     for row in EXPECTED_ROWS:
         assert row in text, row
+    # The original Erlang Bullet either ran or is skipped with the reason.
+    assert (
+        "| WebSocket | original Erlang Bullet |" in text
+        or "Note: skipped the original Erlang Bullet:" in text
+    ), text
     assert "⚠" not in text, text  # no row failed
     assert "failed" not in text.lower(), text
