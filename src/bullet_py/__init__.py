@@ -11,6 +11,7 @@ from .exceptions import (
     DecodeError,
     EncodeError,
     ProtocolError,
+    Refused,
     SessionNotFound,
 )
 from .handler import Handler, HandlerFactory
@@ -38,6 +39,7 @@ __all__ = [
     "Options",
     "Overflow",
     "ProtocolError",
+    "Refused",
     "SessionNotFound",
     "Transport",
     "__version__",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 from collections.abc import Collection
 
 
@@ -55,7 +56,8 @@ class Options:
     max_polls_per_session: int = 2  # parked GETs of one session (two tabs are legal)
     # POSTs a second (bursts of as many) per session and per client address; None: no limit.
     # Over it: 429 with Retry-After. Generous: the original client posts one message at a time.
-    # Per address is off by default: behind a reverse proxy every client has its address.
+    # Per address is off by default: behind a proxy not in trusted_proxies, every client
+    # has the proxy's address (a trusted proxy's X-Forwarded-For / Forwarded is used).
     post_rate_per_session: float | None = 200.0
     post_rate_per_address: float | None = None
 
@@ -75,6 +77,17 @@ class Options:
     cookie_name: str = "bullet_sid"
     allowed_origins: Collection[str] | None = None  # None: same origin as the Host only
     allow_missing_origin: bool = True  # non-browser clients send no Origin
+    # Host names served (Django's ALLOWED_HOSTS): "example.com", ".example.com" (and
+    # subdomains), "*.example.com" (subdomains), "*". None: on a loopback socket only
+    # loopback names (localhost, *.localhost, 127.0.0.0/8, [::1]), elsewhere any. A wrong
+    # Host gets 421 before anything else. Behind a proxy, the forwarded host is checked.
+    allowed_hosts: Collection[str] | None = None
+
+    # --- reverse proxies ------------------------------------------------------
+    # TCP peers whose Forwarded / X-Forwarded-For|Proto|Host headers are believed:
+    # addresses or networks, "*" for any, empty for none (uvicorn's forwarded_allow_ips).
+    # On a unix socket (no peer address) only "*" trusts the proxy.
+    trusted_proxies: Collection[str] = ("127.0.0.0/8", "::1")
 
     def resumes(self, transport: str) -> bool:
         """A connection of ``transport`` that drops leaves its session to be resumed."""
@@ -128,6 +141,22 @@ class Options:
         if unknown:
             raise ValueError(f"resumable names unknown transports: {sorted(unknown)}")
         object.__setattr__(self, "resumable", frozenset(self.resumable))
+        for name in ("allowed_origins", "allowed_hosts", "trusted_proxies"):
+            if isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a collection of strings, not one string")
+        for entry in self.trusted_proxies:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"trusted_proxies: {entry!r} is not an address, a network or '*'"
+                    ) from None
+        object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
+        if self.allowed_hosts is not None:
+            object.__setattr__(
+                self, "allowed_hosts", frozenset(h.strip().lower() for h in self.allowed_hosts)
+            )
         if self.allowed_origins is not None:
             object.__setattr__(
                 self, "allowed_origins", frozenset(o.lower() for o in self.allowed_origins)

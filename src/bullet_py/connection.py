@@ -137,10 +137,15 @@ class Connection:
         options: Options,
         hub: Pushes,
         request: Any = None,
+        identity: Any = None,
     ) -> None:
         self.session_id = session_id
         self.handler = handler
         self.request = request
+        # What the endpoint's authorize hook returned for the request that
+        # created the session (None without a hook). Later requests are
+        # checked by the hook again but do not change it.
+        self.identity: Any = identity
         self.state: dict[str, Any] = {}  # the application's, per session
         self.groups: set[str] = set()
         self.core = SessionCore(

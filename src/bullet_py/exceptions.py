@@ -2,6 +2,7 @@
 
 BulletError
 ├── ProtocolError        a request is refused; carries the HTTP status and log fields to answer
+│   └── Refused          raised by an ``authorize`` hook: 401/403 before any session exists
 ├── CodecError
 │   ├── DecodeError      a message could not be read as a term (carries a reason atom)
 │   └── EncodeError      a Python value cannot be written for a BERT-JS page
@@ -52,6 +53,25 @@ class ProtocolError(BulletError):
         self.close_connection = close_connection
         self.length = length
         self.session_id = session_id
+
+
+class Refused(ProtocolError):
+    """Raised by an endpoint's ``authorize`` hook to turn a request away (401 or 403).
+
+    Nothing exists yet when the hook runs (no session, no pending id, no
+    cookie, no WebSocket upgrade), so nothing is created. ``reason`` is a short
+    code for the log line, never sent to the client; ``headers`` go with the
+    answer (``WWW-Authenticate`` for a 401, say).
+    """
+
+    def __init__(
+        self, status: int = 403, reason: str = "refused", *, headers: dict[str, str] | None = None
+    ) -> None:
+        if not 400 <= status < 500:
+            raise ValueError(f"Refused status must be 4xx (401 or 403), got {status!r}")
+        super().__init__(
+            f"{status} {reason}", status, event="unauthorized", reason=reason[:64], headers=headers
+        )
 
 
 class CodecError(BulletError):

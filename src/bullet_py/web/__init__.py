@@ -10,7 +10,7 @@ from ..backends.base import Broker
 from ..config import Options
 from ..handler import HandlerFactory
 from . import logfilter
-from .endpoint import BulletEndpoint
+from .endpoint import Authorize, BulletEndpoint
 
 ENDPOINTS = web.AppKey("bullet_py_endpoints", dict[str, BulletEndpoint])
 
@@ -39,13 +39,19 @@ def setup(
     *,
     options: Options | None = None,
     broker: Broker | None = None,
+    authorize: Authorize | None = None,
 ) -> BulletEndpoint:
     """Serve a Bullet endpoint at ``path`` of ``app``; returns it (its ``hub`` pushes).
 
     ``handler`` builds one handler per session (a Handler subclass works).
-    Startup, graceful shutdown and cleanup are wired to the app's signals.
+    ``authorize(request)``, plain or async, runs before any session or
+    WebSocket upgrade exists, on every request that would create or use one
+    (each poll and POST too): it returns the identity the handler reads as
+    ``conn.identity``, or refuses by raising :class:`bullet_py.Refused` (or
+    returning None: 401). Startup, graceful shutdown and cleanup are wired to
+    the app's signals.
     """
-    endpoint = BulletEndpoint(handler, options=options, broker=broker)
+    endpoint = BulletEndpoint(handler, options=options, broker=broker, authorize=authorize)
     logfilter.install()  # parser refusals: one WARNING line, not a traceback
     app.router.add_route("*", path, endpoint.handle)
     if ENDPOINTS not in app:
@@ -72,4 +78,4 @@ def add_static_js(app: web.Application, prefix: str = "/js") -> None:
     app.router.add_static(prefix, JS_DIR, show_index=False, follow_symlinks=False)
 
 
-__all__ = ["ENDPOINTS", "JS_DIR", "BulletEndpoint", "add_static_js", "setup"]
+__all__ = ["ENDPOINTS", "JS_DIR", "Authorize", "BulletEndpoint", "add_static_js", "setup"]

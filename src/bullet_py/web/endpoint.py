@@ -1,24 +1,35 @@
-"""The single aiohttp view behind a Bullet URL: choose the transport, check the origin."""
+"""The single aiohttp view behind a Bullet URL: check the host, the transport, the origin.
+
+Every request goes the same way, each step refusing with a ``ProtocolError``
+before the next runs: who is asking (scheme, host, client through trusted
+proxies), the Host (421), the method and transport, the origin (403), the
+server's state (503), the application's ``authorize`` hook (401/403), and only
+then a transport, which may find or create a session.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from ..backends.base import Broker
+from ..boundary import CallbackFailed, CallbackTimeout, call_bounded
 from ..config import Options
 from ..connection import CloseReason, Connection
+from ..core.forwarded import Peer, TrustedProxies, resolve
+from ..core.hosts import host_allowed, is_loopback_socket, normalise_pattern
 from ..core.negotiate import ALLOW_HEADER, Transport, select_transport
 from ..core.origin import normalise_origin, origin_allowed, own_origin
 from ..core.ratelimit import RateLimiter
 from ..exceptions import BackendError, ProtocolError
 from ..handler import HandlerFactory
 from ..hub import Hub
-from ..logs import log_event, reject
+from ..logs import log_event, session_hash
 from ..registry import Registry, new_session_id
 from . import eventsource, polling, websocket
 from .exchange import Exchange
@@ -28,6 +39,12 @@ logger = logging.getLogger("bullet_py")
 CORS_ALLOW_HEADERS = (
     "Content-Type, X-Socket-Transport, X-Requested-With, X-Bullet-Tab, X-Bullet-Seen"
 )
+
+#: ``authorize(request) -> identity``, plain or async: runs on every request that
+#: would create or use a session, before any exists. It returns the identity
+#: (any value but None), or refuses: raises :class:`bullet_py.Refused`, or
+#: returns None (401).
+Authorize = Callable[[web.Request], Any]
 
 
 class BulletEndpoint:
@@ -39,8 +56,10 @@ class BulletEndpoint:
         *,
         options: Options | None = None,
         broker: Broker | None = None,
+        authorize: Authorize | None = None,
     ) -> None:
         self.handler_factory = handler_factory
+        self.authorize = authorize
         self.options = options or Options()
         self.registry = Registry(self.options)
         self.hub = Hub(self.registry, broker)
@@ -48,6 +67,14 @@ class BulletEndpoint:
         self._sweeper: asyncio.Task[None] | None = None
         self._cleaning_up = False
         opts = self.options
+        self.trusted_proxies = TrustedProxies(opts.trusted_proxies)
+        self.allowed_hosts = (
+            None
+            if opts.allowed_hosts is None
+            else frozenset(normalise_pattern(host) for host in opts.allowed_hosts)
+        )
+        self._loopback: dict[object, bool] = {}  # local socket address -> is loopback
+        self._hosts: dict[tuple[str, bool], bool] = {}  # (Host, loopback) -> served
         self.post_limits = (
             None if opts.post_rate_per_session is None else RateLimiter(opts.post_rate_per_session),
             None if opts.post_rate_per_address is None else RateLimiter(opts.post_rate_per_address),
@@ -122,6 +149,7 @@ class BulletEndpoint:
             options=self.options,
             hub=self.hub,
             request=exchange.request,
+            identity=exchange.identity,
         )
         if register:
             self.registry.add(conn)
@@ -155,7 +183,7 @@ class BulletEndpoint:
             path=request.path,
             httponly=True,
             samesite="Lax",
-            secure=request.secure,
+            secure=exchange.secure,  # https at the browser, here or at a trusted proxy
             # A closed tab leaves no live session behind, so its cookie should
             # not pile up in the browser either: it lasts a few idle timeouts
             # and every poll and stream of a live tab renews it.
@@ -179,7 +207,17 @@ class BulletEndpoint:
             polling=opts.polling,
         )
         transport = decision.transport
+        peer = self.resolve_peer(request)
         try:
+            if not self._host_ok(request, peer):
+                raise ProtocolError(
+                    "",
+                    421,
+                    event="bad_host",
+                    reason="forwarded_host" if peer.forwarded else "host",
+                    text="Misdirected Request: this host name is not served here.",
+                    close_connection=transport is Transport.SEND,  # its body is left unread
+                )
             if transport is Transport.REJECT:
                 raise ProtocolError(
                     "",
@@ -191,11 +229,13 @@ class BulletEndpoint:
             origin = request.headers.get("Origin")
             if transport is Transport.PREFLIGHT:
                 return self._preflight(origin)
-            if not self._origin_ok(request, origin):
+            if not self._origin_ok(request, peer, origin):
                 raise ProtocolError("", 403, event="cross_origin", reason="origin")
             if self.shutting_down:
                 raise ProtocolError("stopping", 503, headers={"Retry-After": "5"})
-            exchange = Exchange(request, transport, opts.cookie_name)
+            exchange = Exchange(request, transport, opts.cookie_name, peer)
+            if self.authorize is not None:
+                exchange.identity = await self._authorize(request, transport is Transport.SEND)
             response: web.StreamResponse
             if transport is Transport.WEBSOCKET:
                 response = await websocket.serve(self, exchange)
@@ -206,19 +246,88 @@ class BulletEndpoint:
             else:
                 response = await polling.serve_send(self, exchange)
         except ProtocolError as refused:
-            response = await _refusal(request, transport, refused)
+            response = await _refusal(request, transport, refused, peer.client)
         if not response.prepared:
             response.headers.update(self.cors_headers(request))
         return response
 
-    def _origin_ok(self, request: web.Request, origin: str | None) -> bool:
+    def resolve_peer(self, request: web.Request) -> Peer:
+        """The scheme, host and client address, believing a trusted proxy's headers."""
+        headers = request.headers
+        return resolve(
+            peer=request.remote,
+            scheme=request.scheme,
+            host=headers.get("Host", ""),
+            trusted=self.trusted_proxies,
+            forwarded=headers.getall("Forwarded", ()),
+            x_forwarded_for=headers.getall("X-Forwarded-For", ()),
+            x_forwarded_proto=headers.getall("X-Forwarded-Proto", ()),
+            x_forwarded_host=headers.getall("X-Forwarded-Host", ()),
+        )
+
+    def _host_ok(self, request: web.Request, peer: Peer) -> bool:
+        """The Host (the forwarded one behind a trusted proxy) is one this endpoint serves."""
+        loopback = False
+        if self.allowed_hosts is None:
+            # Only then does the socket matter: on loopback, loopback names only.
+            transport = request.transport
+            sockname = None if transport is None else transport.get_extra_info("sockname")
+            key = sockname[0] if isinstance(sockname, tuple) and sockname else sockname
+            try:
+                loopback = self._loopback[key]
+            except (KeyError, TypeError):
+                loopback = is_loopback_socket(sockname)
+                if isinstance(key, str) and len(self._loopback) < 64:
+                    self._loopback[key] = loopback
+        if not peer.host:
+            return True  # no Host (HTTP/1.0): nothing to misdirect
+        key = (peer.host, loopback)
+        served = self._hosts.get(key)
+        if served is None:
+            served = host_allowed(peer.host, self.allowed_hosts, loopback=loopback)
+            if len(self._hosts) >= 1024:
+                self._hosts.clear()  # many names: an attacker's, not worth keeping
+            self._hosts[key] = served
+        return served
+
+    def _origin_ok(self, request: web.Request, peer: Peer, origin: str | None) -> bool:
         return origin_allowed(
             origin,
             sec_fetch_site=request.headers.get("Sec-Fetch-Site"),
-            own=None if origin is None else own_origin(request.scheme, request.host),
+            own=None if origin is None else own_origin(peer.scheme, peer.host),
             allowed=self.options.allowed_origins,
             allow_missing=self.options.allow_missing_origin,
         )
+
+    async def _authorize(self, request: web.Request, unread_body: bool) -> Any:
+        """Run the application's hook: its identity, or a refusal (nothing exists yet).
+
+        A refused POST's body is left unread and its connection closed (as for
+        every POST refused before its body is read).
+        """
+        assert self.authorize is not None
+        try:
+            identity = await call_bounded(self.authorize, (request,), self.options.handler_timeout)
+        except CallbackFailed as failed:
+            if isinstance(failed.original, ProtocolError):  # Refused, or a rule of ours
+                failed.original.close_connection |= unread_body
+                raise failed.original from None
+            log_event(logging.ERROR, "authorize_failed", error=repr(failed.original)[:200])
+            raise ProtocolError("", 500, close_connection=unread_body) from None
+        except CallbackTimeout:
+            raise ProtocolError(
+                "",
+                503,
+                event="authorize_failed",
+                reason="timeout",
+                headers={"Retry-After": "5"},
+                close_connection=unread_body,
+            ) from None
+        if identity is None:
+            raise ProtocolError(
+                "", 401, event="unauthorized", reason="no_identity", close_connection=unread_body
+            )
+        return identity
 
     def _explicitly_allowed(self, origin: str | None) -> str | None:
         """The origin to echo in CORS headers: only one on the allow-list."""
@@ -260,19 +369,21 @@ class BulletEndpoint:
 
 
 async def _refusal(
-    request: web.Request, transport: Transport, refused: ProtocolError
+    request: web.Request, transport: Transport, refused: ProtocolError, client: str | None
 ) -> web.StreamResponse:
     """The one place a refusal becomes an answer (and its one log line)."""
     if refused.event:
         label = request.method[:16] if transport is Transport.REJECT else transport.value
         if transport is Transport.PREFLIGHT:
             label = "options"
-        reject(
+        log_event(  # the fields of logs.reject, and the client (behind a proxy, the real one)
+            logging.WARNING,
             refused.event,
-            refused.reason,
+            reason=refused.reason,
             transport=label,
-            session_id=refused.session_id,
+            session=session_hash(refused.session_id),
             length=refused.length,
+            client=client or "-",
         )
     if not refused.close_connection:
         return web.Response(status=refused.status_hint, headers=refused.headers, text=refused.text)

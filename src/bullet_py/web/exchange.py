@@ -1,6 +1,8 @@
 """What a transport gets: the request read once, and a narrow view of its endpoint.
 
-The endpoint reads the session cookie and the tab id once per request into an
+The endpoint resolves who is asking (scheme, host and client address, through
+trusted proxies: :mod:`bullet_py.core.forwarded`) before anything else, then
+reads the session cookie and the tab id once per request into an
 :class:`Exchange`; each transport then works from that and from
 :class:`Services`, the few things of the endpoint it may use. Transports never
 import the endpoint, so the endpoint can import them.
@@ -9,12 +11,13 @@ import the endpoint, so the endpoint can import them.
 from __future__ import annotations
 
 import string
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from ..config import Options
 from ..connection import Connection
+from ..core.forwarded import Peer
 from ..core.negotiate import Transport
 from ..core.ratelimit import RateLimiter
 from ..hub import Hub
@@ -27,11 +30,36 @@ _TAB_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
 class Exchange:
     """One request at the endpoint, with what every transport asks of it read once."""
 
-    __slots__ = ("cookie_name", "request", "seen", "session_id", "tab", "transport")
+    __slots__ = (
+        "client_ip",
+        "cookie_name",
+        "host",
+        "identity",
+        "request",
+        "scheme",
+        "seen",
+        "session_id",
+        "tab",
+        "transport",
+    )
 
-    def __init__(self, request: web.Request, transport: Transport, cookie_base: str) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        transport: Transport,
+        cookie_base: str,
+        peer: Peer | None = None,
+        identity: Any = None,
+    ) -> None:
         self.request = request
         self.transport = transport
+        if peer is None:
+            peer = Peer(request.scheme, request.headers.get("Host", ""), request.remote)
+        # As the browser sees it: behind a trusted proxy, what the proxy reports.
+        self.scheme = peer.scheme
+        self.host = peer.host
+        self.client_ip = peer.client
+        self.identity = identity  # what the endpoint's authorize hook returned
         self.tab = tab_id(request)
         # Tabs of one browser share cookies, so with the original client they
         # share a session. The project's client names its tab, and each tab
@@ -43,6 +71,11 @@ class Exchange:
         # (the project's bullet.js): a header, or the query where a request
         # cannot carry headers (WebSocket and EventSource in a browser).
         self.seen = _count(request.headers.get("X-Bullet-Seen") or request.query.get("bullet_seen"))
+
+    @property
+    def secure(self) -> bool:
+        """The browser's connection is https (here or at a trusted proxy)."""
+        return self.scheme == "https"
 
 
 def _count(value: str | None) -> int | None:

@@ -306,7 +306,7 @@ def _check_rate(endpoint: Services, exchange: Exchange) -> None:
     which = None
     if per_session is not None and session_id and not per_session.allow(session_id, now):
         which = "session"
-    elif per_address is not None and not per_address.allow(exchange.request.remote or "-", now):
+    elif per_address is not None and not per_address.allow(exchange.client_ip or "-", now):
         which = "address"
     if which is not None:
         raise ProtocolError(
