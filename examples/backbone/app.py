@@ -9,7 +9,8 @@ Several workers on one port, under gunicorn (run from the repository root)::
 
 With ``BULLET_REDIS_URL`` set (under gunicorn or not), sessions, pushes and
 the character live in that Redis, shared by every worker; without it, in
-this process's memory.
+this process's memory. ``BULLET_ALLOWED_HOSTS=example.com,www.example.com``
+names the hosts a proxy may forward (by default only loopback names).
 
 Routes:
 
@@ -219,13 +220,19 @@ def redis_app(broker: RedisBackend, *, options: Options | None = None) -> web.Ap
 
 
 def app_from_env(environ: Mapping[str, str] = os.environ) -> web.Application:
-    """The app as the environment asks: Redis at ``BULLET_REDIS_URL`` if set."""
+    """The app as the environment asks: Redis at ``BULLET_REDIS_URL`` if set.
+
+    ``BULLET_ALLOWED_HOSTS`` (comma-separated) names the hosts served: an app
+    bound to loopback answers only loopback names unless told (``Options.allowed_hosts``).
+    """
+    hosts = [h.strip() for h in environ.get("BULLET_ALLOWED_HOSTS", "").split(",") if h.strip()]
+    options = Options(allowed_hosts=hosts) if hosts else None
     url = environ.get("BULLET_REDIS_URL")
     if url:
         from bullet_py.backends.redis import RedisBackend  # the redis extra
 
-        return redis_app(RedisBackend(url))
-    return build_app()
+        return redis_app(RedisBackend(url), options=options)
+    return build_app(options=options)
 
 
 async def make_app() -> web.Application:

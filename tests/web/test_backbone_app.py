@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import inspect
 import signal
 import socket
 import sys
@@ -164,6 +165,26 @@ async def test_each_app_has_its_own_character(aiohttp_client):
     await post(one, sync("patch", [(A("level"), 3)]))
     assert (await post(two, sync("read", [])))[2] == [(A("id"), 1), (A("name"), "Ann")]
     assert (await post(one, sync("read", [])))[2][3] == (A("level"), 3)
+
+
+# --- from the environment (the gunicorn factory) ---------------------------------------
+
+
+async def test_the_gunicorn_factory_is_a_coroutine_function_building_the_app(aiohttp_client):
+    assert inspect.iscoroutinefunction(backbone.make_app)  # aiohttp's worker wants one
+    client = await aiohttp_client(await backbone.make_app())
+    assert (await post(client, sync("read", [])))[2] == INITIAL
+
+
+async def test_allowed_hosts_come_from_the_environment(aiohttp_client):
+    app = backbone.app_from_env({"BULLET_ALLOWED_HOSTS": "example.com, www.example.com"})
+    client = await aiohttp_client(app)
+    for host, status in [("example.com", 204), ("www.example.com", 204), ("evil.test", 421)]:
+        resp = await client.get("/bullet", headers={**POLL_HEADERS, "Host": host})
+        assert resp.status == status, host
+    default = await aiohttp_client(backbone.app_from_env({}))
+    resp = await default.get("/bullet", headers={**POLL_HEADERS, "Host": "example.com"})
+    assert resp.status == 421  # bound to loopback: loopback names only
 
 
 # --- as a script -------------------------------------------------------------------------
