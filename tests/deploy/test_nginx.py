@@ -101,3 +101,9 @@ async def test_plain_http_is_sent_to_https(site: Site) -> None:
         async with http.get(url, allow_redirects=False) as resp:
             assert resp.status == 301
             assert resp.headers["Location"] == "https://127.0.0.1/?transport=websocket"
+
+
+async def test_metrics_are_not_served_to_the_public(site: Site) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{site.nginx.base}/metrics", ssl=False) as resp:
+            assert resp.status == 403
