@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from email.utils import formatdate
 
-from _args import parse
+from _args import add_metrics, parse
 from aiohttp import web
 
 from bullet_py import Connection, Handler, add_static_js, setup
@@ -33,6 +33,7 @@ def make_app(interval: float = 1.0) -> web.Application:
     app = web.Application()
     endpoint = setup(app, "/bullet", Clock)
     add_static_js(app)
+    add_metrics(app)
 
     async def tick(_: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:

@@ -13,7 +13,8 @@ reaches every page on every worker.
 ``--app MODULE:FUNCTION`` runs another app instead: ``FUNCTION(broker=...)``
 must return an ``aiohttp.web.Application`` whose endpoint uses that broker.
 A worker that dies is reported and not restarted (that is the job of a
-process manager); the others keep serving.
+process manager); the others keep serving. Each worker serves its own
+``/metrics`` on its own port (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import asyncio
 import contextlib
 import ctypes
 import importlib
-import logging
 import os
 import signal
 import sys
@@ -179,7 +179,9 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--parent", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    from _args import configure_logging  # examples/_args.py: BULLET_LOG_JSON=1 for JSON lines
+
+    configure_logging(args.log_level)
     if args.serve:
         serve_worker(args)
         return

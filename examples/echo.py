@@ -7,7 +7,7 @@ Endpoint ``/bullet``; the project's browser files under ``/js/``.
 
 from __future__ import annotations
 
-from _args import parse
+from _args import add_metrics, parse
 from aiohttp import web
 
 from bullet_py import Connection, Handler, add_static_js, setup
@@ -23,6 +23,7 @@ def make_app() -> web.Application:
     app = web.Application()
     setup(app, "/bullet", Echo)
     add_static_js(app)
+    add_metrics(app)
     return app
 
 

@@ -27,6 +27,7 @@ LAYERS = [
     "hub",
     "router",
     "web",
+    "metrics",
 ]
 
 

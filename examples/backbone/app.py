@@ -21,7 +21,8 @@ Routes:
   runs it; nothing third-party is vendored in the repository);
 - ``/js/...``: the project's browser files (bullet.js, bert.js, stream.js,
   backbone-bullet.js);
-- ``/bullet``: the Bullet endpoint, with a Stream :class:`~bullet_py.router.Router`.
+- ``/bullet``: the Bullet endpoint, with a Stream :class:`~bullet_py.router.Router`;
+- ``/metrics``: Prometheus metrics, when prometheus-client is installed.
 
 The model ``character`` lives in memory (one per app). ``read`` answers the
 current state; ``update`` and ``patch`` merge the given fields (``create``
@@ -34,6 +35,7 @@ defined, so it gives ``{error, unknown_method, "delete"}``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -155,6 +157,7 @@ def build_app(
     setup(app, "/bullet", router, options=options, broker=broker)
     add_static_js(app)
     app.router.add_get("/vendor/{name}", _vendor)
+    _add_metrics(app)
     return app
 
 
@@ -242,6 +245,18 @@ async def make_app() -> web.Application:
     (a plain function is refused), and calls it inside the worker's event loop.
     """
     return app_from_env()
+
+
+def _add_metrics(app: web.Application) -> None:
+    """Serve ``/metrics`` when prometheus-client is installed (the ``metrics`` extra)."""
+    try:
+        from bullet_py import metrics
+    except ImportError:
+        logging.getLogger("examples").warning(
+            "metrics off: pip install 'bullet_py[metrics]' to serve /metrics"
+        )
+        return
+    metrics.add_metrics_route(app)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from .config import Options
 from .core.negotiate import Transport
 from .core.outbox import Outbox
 from .core.session import Delivery, SessionCore, State, StreamDecision
-from .logs import log_event, session_hash
+from .logs import NO_RECORDER, Recorder, log_event, session_hash
 
 logger = logging.getLogger("bullet_py")
 
@@ -126,6 +126,8 @@ class _ParkedPoll:
 
 class Connection:
     """A live session, as the handler and the rest of the program see it."""
+
+    recorder: Recorder = NO_RECORDER  # the endpoint's, for metrics (see bullet_py.metrics)
 
     def __init__(
         self,
@@ -442,6 +444,7 @@ class Connection:
         if not self.core.finish():
             return
         self._wake()
+        self.recorder.closed(self.core.transport.value)
         self._host.remove(self)
         self.store.forget(self.session_id)
         if self.core.opened:
@@ -456,6 +459,7 @@ class Connection:
             self._wake()
 
     def _overflowed(self, delivery: Delivery) -> None:
+        self.recorder.overflow(self._options.overflow.value)
         log_event(
             logging.WARNING,
             "queue_overflow",
@@ -483,6 +487,8 @@ class Connection:
         if timeout is not None and timeout < 0:
             timeout = self._options.handler_timeout
         try:
+            if self.recorder.times_handlers:
+                return await self._timed(callback, args, timeout), True
             return await call_bounded(callback, args, timeout), True
         except CallbackTimeout:
             log_event(
@@ -499,6 +505,17 @@ class Connection:
                 exc_info=failed.original,
             )
         return None, False
+
+    async def _timed(
+        self, callback: Callable[..., Any], args: tuple[Any, ...], timeout: float | None
+    ) -> Any:
+        """``call_bounded``, its duration reported (only when metrics time handlers)."""
+        started = time.perf_counter()
+        try:
+            return await call_bounded(callback, args, timeout)
+        finally:
+            name = getattr(callback, "__name__", "callback")
+            self.recorder.handler_seconds(name, time.perf_counter() - started)
 
 
 def _as_reply(result: Any, where: str) -> str | None:

@@ -21,6 +21,7 @@ from .backends.memory import MemoryBroker, MemoryStore
 from .config import Overflow
 from .connection import CloseReason
 from .exceptions import BackendError
+from .logs import NO_RECORDER, Recorder
 from .registry import Registry
 
 logger = logging.getLogger("bullet_py")
@@ -28,6 +29,8 @@ logger = logging.getLogger("bullet_py")
 
 class Hub:
     """The program's handle on the sessions of one endpoint."""
+
+    recorder: Recorder = NO_RECORDER  # the endpoint's sessions and transports report here
 
     def __init__(self, registry: Registry, broker: Broker | None = None) -> None:
         self.registry = registry
@@ -102,6 +105,7 @@ class Hub:
 
     def queue_overflowed(self, session_id: str) -> None:
         """The store applied the overflow policy to this session's queue (and logged it)."""
+        self.recorder.overflow(self.registry.options.overflow.value)
         conn = self.registry.get(session_id)
         if conn is not None and self.registry.options.overflow is Overflow.CLOSE:
             conn.close(CloseReason.POLICY)

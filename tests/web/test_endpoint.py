@@ -161,6 +161,7 @@ async def test_hub_reaches_one_a_group_or_everyone_and_info(aiohttp_client):
     pairs = []  # (socket, its server-side connection)
     for n in range(1, 4):
         ws = await client.ws_connect("/bullet")
+        client.session.cookie_jar.clear()  # three pages, three sessions (no resuming)
         await wait_for(lambda n=n: len(endpoint.registry) == n)
         known = {c for _, c in pairs}
         (conn,) = [c for c in endpoint.registry if c not in known]
@@ -198,6 +199,7 @@ async def test_graceful_shutdown(aiohttp_server):
         sid = first.cookies["bullet_sid"].value
         parked = asyncio.ensure_future(s.get(url, headers=POLL_HEADERS))
         ws = await s.ws_connect(url)
+        s.cookie_jar.clear()  # the stream is another page's, with a session of its own
         stream = await s.get(url, headers=SSE_HEADERS)
         reader = EventStreamReader(stream)
         await wait_for(lambda: len(endpoint.registry) == 3)

@@ -372,7 +372,9 @@ async def test_rapid_posts_of_one_session_each_get_their_own_reply(aiohttp_clien
 async def test_blocking_handler_does_not_stall_other_sessions(aiohttp_client):
     stack = build()
     client = await aiohttp_client(stack.app)
-    async with client.ws_connect("/bullet") as ws_a, client.ws_connect("/bullet") as ws_b:
+    ws_a = await client.ws_connect("/bullet")
+    client.session.cookie_jar.clear()  # two pages, two sessions (no resuming)
+    async with ws_a, client.ws_connect("/bullet") as ws_b:
         try:
             await ws_a.send_str(encode((A("block"), 1)))
             assert await asyncio.to_thread(stack.entered.wait, TIMEOUT)

@@ -151,6 +151,8 @@ class BulletEndpoint:
             request=exchange.request,
             identity=exchange.identity,
         )
+        conn.recorder = recorder = self.hub.recorder
+        recorder.opened(exchange.transport.value)
         if register:
             self.registry.add(conn)
             if exchange.transport is not Transport.WEBSOCKET:
@@ -246,6 +248,7 @@ class BulletEndpoint:
             else:
                 response = await polling.serve_send(self, exchange)
         except ProtocolError as refused:
+            self.hub.recorder.refused(refused.status_hint, refused.reason or refused.event or "-")
             response = await _refusal(request, transport, refused, peer.client)
         if not response.prepared:
             response.headers.update(self.cors_headers(request))

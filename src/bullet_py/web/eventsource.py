@@ -153,6 +153,8 @@ async def _stream(
                 for message in reversed(sent):
                     conn.requeue(message)
                 return
+            if events:
+                conn.recorder.message_out("eventsource", len(events))
             message = conn.outbox.peek()
             if message and not sse.can_carry(message):
                 conn.refuse_streams()

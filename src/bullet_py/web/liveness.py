@@ -5,13 +5,15 @@ believing a connection alive until its keepalive fails, tens of seconds
 later, while the client reconnects within a second. So a holder is asked at
 once, with a short deadline, and these are its signs of life:
 
-- a frame from the peer (a WebSocket pong, or anything else it sends);
-- for a direct peer, the TCP acknowledgement of what was just written: the
-  kernel's count of unacknowledged bytes (``TCP_INFO``) falls to zero within
-  a round trip for a live peer, however busy its application, and never
-  for one that vanished. Behind a proxy the proxy acknowledges, so there
-  only the peer's own frame counts (an event stream has none to give: it
-  then counts as alive, and the asker gets a session of its own).
+- for a WebSocket, a frame from the peer (its pong, or anything else it
+  sends): a browser answers pings from its network stack however busy the
+  page is; a client that neither reads nor answers is taken for dead;
+- for an event stream, which carries nothing from the client, the TCP
+  acknowledgement of what was just written: the kernel's count of
+  unacknowledged bytes (``TCP_INFO``) falls to zero within a round trip for
+  a live peer and never for one that vanished. Behind a proxy the proxy
+  acknowledges, so there the stream always counts as alive, and the asker
+  gets a session of its own.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from ..connection import Connection
 from ..core.negotiate import Transport
 from ..core.text import TEXT_CONTENT_TYPE, exceeds, max_utf8_bytes, xhr_body
 from ..exceptions import BackendError, ProtocolError, SessionNotFound
-from ..logs import first_time, log_event, session_hash
+from ..logs import Recorder, first_time, log_event, session_hash
 from ..registry import new_session_id
 from .exchange import Exchange, Services
 
@@ -173,6 +173,7 @@ async def _answer_poll(
     except asyncio.CancelledError:
         put_back()
         raise
+    endpoint.hub.recorder.message_out("poll")
     return response, True
 
 
@@ -265,10 +266,12 @@ async def serve_send(endpoint: Services, exchange: Exchange) -> web.StreamRespon
         raise ProtocolError("", 413, event="too_big", reason="message_size", length=len(text))
     if not text:
         return web.Response(status=204)  # an empty message cannot travel by POST
+    recorder = endpoint.hub.recorder
+    recorder.message_in("send")
     found = await _live_session(endpoint, exchange)
     if isinstance(found, _Elsewhere):
         try:
-            return _send_reply(await found.handle_message(text))
+            return _send_reply(await found.handle_message(text), recorder)
         except SessionNotFound:
             found = None  # it ended meanwhile: as if the cookie named nobody
         except TimeoutError:
@@ -286,7 +289,7 @@ async def serve_send(endpoint: Services, exchange: Exchange) -> web.StreamRespon
         await conn.finish()
     else:
         reply = await found.handle_message(text)
-    return _send_reply(reply)
+    return _send_reply(reply, recorder)
 
 
 def _refused(status: int, event: str, reason: str, *, length: int = 0) -> ProtocolError:
@@ -320,9 +323,10 @@ def _check_rate(endpoint: Services, exchange: Exchange) -> None:
         )
 
 
-def _send_reply(reply: str | None) -> web.Response:
+def _send_reply(reply: str | None, recorder: Recorder) -> web.Response:
     if not reply:
         return web.Response(status=204)
+    recorder.message_out("send")
     return web.Response(
         status=200, body=xhr_body(reply), headers={"Content-Type": TEXT_CONTENT_TYPE}
     )

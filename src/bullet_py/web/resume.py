@@ -69,6 +69,7 @@ async def plan_stream(endpoint: Services, exchange: Exchange) -> StreamPlan:
         if seen is None or conn.core.count_from(
             seen, opts.replay_max_messages, opts.replay_max_chars
         ):
+            conn.recorder.resumed(transport.value)
             return StreamPlan(conn, conn.session_id)
         # What the client missed is no longer all kept: a fresh session, and
         # the client is told so, rather than a silent hole.

@@ -18,7 +18,7 @@ from ..core.text import exceeds, max_utf8_bytes
 from ..exceptions import ProtocolError
 from ..logs import log_event, reject, session_hash
 from .exchange import Exchange, Services
-from .liveness import answered, proxied
+from .liveness import answered
 from .resume import begin_counting, plan_stream
 
 logger = logging.getLogger("bullet_py")
@@ -92,7 +92,10 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     writer = asyncio.get_running_loop().create_task(
         _write_forever(conn, ws, request, opts.write_timeout)
     )
-    dropped = False
+    # Until the reader says how the connection ended, its end is a drop: a
+    # cancellation (aiohttp cancels the handler of a connection that is lost)
+    # must leave the session resumable like any other drop.
+    dropped = True
     try:
         if fresh:
             await conn.open()
@@ -159,7 +162,10 @@ class _Probe:
                 await self.ws.ping()
         except (TimeoutError, *_SEND_ERRORS):
             return False
-        return await answered(self.request, heard, timeout, count_ack=not proxied(self.request))
+        # Only the peer's own frame counts: a WebSocket client answers pings
+        # from its network stack (a browser) or its reader; a kernel's
+        # acknowledgement would also come from a proxy or a client that stopped.
+        return await answered(self.request, heard, timeout, count_ack=False)
 
     def gone(self) -> bool:
         transport = self.request.transport
@@ -185,6 +191,7 @@ async def _read_forever(
     session closed here. Dropped: the connection went away without a close
     frame (a reset, a cut, a dead peer), or a write to it failed.
     """
+    recorder = conn.recorder
     while not conn.closed:
         try:
             msg = await ws.receive(timeout=idle_timeout)
@@ -208,6 +215,7 @@ async def _read_forever(
                 )
                 conn.close(CloseReason.TOO_BIG)
                 return False
+            recorder.message_in("websocket")
             reply = await conn.handle_message(data)
             if reply is None or conn.closed:
                 continue
@@ -226,6 +234,7 @@ async def _read_forever(
                     await ws.send_str(reply)  # cannot wait on the peer: see _send
                 else:
                     await _send(ws, request, reply, write_timeout)
+                recorder.message_out("websocket")
             except TimeoutError:
                 reject(
                     "slow_consumer",
@@ -275,6 +284,7 @@ async def _write_forever(
         while (message := conn.take()) is not None:
             try:
                 await _send(ws, request, message, write_timeout)
+                conn.recorder.message_out("websocket")
             except TimeoutError:
                 reject(
                     "slow_consumer",
@@ -392,6 +402,7 @@ class _Flusher:
             if not payloads:
                 break
             transport.write(frames.texts(payloads))
+            conn.recorder.message_out("websocket", len(payloads))
         if outbox or conn.closed:
             conn.wake_writer()
 
