@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from tests.processes import ROOT, free_port
@@ -126,11 +126,17 @@ class Gunicorn(Process):
 
 
 @contextlib.asynccontextmanager
-async def run_gunicorn(redis_url: str, *, port: int | None = None) -> AsyncIterator[Gunicorn]:
-    """The README's command from the repository root, Redis and port substituted."""
+async def run_gunicorn(
+    redis_url: str, *, port: int | None = None, environ: Mapping[str, str] | None = None
+) -> AsyncIterator[Gunicorn]:
+    """The README's command from the repository root, Redis and port substituted.
+
+    ``environ`` adds variables (``PROMETHEUS_MULTIPROC_DIR``), as a shell would.
+    """
     port = port or free_port()
     words = readme_gunicorn_command()
     env = dict(os.environ, PYTHONUNBUFFERED="1", GUNICORN_CMD_ARGS=gunicorn_settings())
+    env.update(environ or {})
     while "=" in words[0]:  # VAR=value before the command
         name, _, _value = words.pop(0).partition("=")
         env[name] = redis_url if name == "BULLET_REDIS_URL" else _value

@@ -5,10 +5,13 @@ worker accepts first; gunicorn's access log (turned on through
 ``GUNICORN_CMD_ARGS``, the command itself unchanged) names the worker that
 served it. Two polling pages of the Backbone demo edit the character in turn:
 each edit is pushed to the other page, which must get every one once, in order.
+With ``PROMETHEUS_MULTIPROC_DIR`` set, a scrape of ``/metrics`` answered by
+either worker counts the sessions of both.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -116,3 +119,44 @@ async def test_one_session_served_by_both_workers_loses_and_repeats_nothing(
     for method in ("GET", "POST"):
         workers = {pid for pid, m, *_ in ann_requests if m == method}
         assert workers == set(server.worker_pids), (method, workers, server.worker_pids)
+
+
+MAX_SESSIONS = 40
+MAX_SCRAPES = 60
+OPENED = re.compile(r'^bullet_connections_opened_total\{transport="websocket"\} (\S+)$', re.M)
+
+
+async def test_a_scrape_answered_by_either_worker_counts_both(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    multiproc = tmp_path / "metrics"
+    multiproc.mkdir()
+    environ = {"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+    async with run_gunicorn(redis_server.url, environ=environ) as server:
+        connector = aiohttp.TCPConnector(force_close=True)  # a new connection for each request
+        async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as http:
+            # WebSocket sessions until both workers hold some (the access log says which).
+            sessions = 0
+            while sessions < MAX_SESSIONS:
+                async with http.ws_connect(server.base + "/bullet") as ws:
+                    await ws.send_str(sync("read"))
+                    assert state_of(await ws.receive_str())["id"] == 1  # the session is open
+                sessions += 1
+                await server.wait_output(r'"GET /bullet HTTP/1.1" 101 ', count=sessions)
+                upgraded = {pid for pid, _, _, status, _ in server.served() if status == 101}
+                if upgraded == set(server.worker_pids):
+                    break
+            assert upgraded == set(server.worker_pids), f"{sessions} sessions on one worker"
+            # Scrapes until each worker has answered some: every answer counts them all.
+            counts: list[float] = []
+            while len(counts) < MAX_SCRAPES:
+                async with http.get(server.base + "/metrics") as resp:
+                    assert resp.status == 200
+                    counts.append(float(OPENED.findall(await resp.text())[0]))
+                await server.wait_output(r'"GET /metrics HTTP/1.1" 200 ', count=len(counts))
+                scraped = [pid for pid, _, target, *_ in server.served() if target == "/metrics"]
+                if len(counts) >= 10 and set(scraped) == set(server.worker_pids):
+                    break
+            assert set(scraped) == set(server.worker_pids), f"{len(counts)} scrapes of one worker"
+            assert counts == [sessions] * len(counts)
+        assert await server.stop() == 0
