@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import ctypes
 import importlib
-import json
 import os
 import signal
 import sys
@@ -33,8 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-
-from bullet_py.router import error, ok
 
 SCRIPT = Path(__file__).resolve()
 HERE = SCRIPT.parent
@@ -46,63 +43,9 @@ HERE = SCRIPT.parent
 def backbone_app(broker: Any) -> web.Application:
     """The Backbone example with its character kept in Redis, shared by every worker."""
     sys.path.insert(0, str(HERE / "backbone"))
-    from app import FIELDS, Character, make_app  # examples/backbone/app.py
+    from app import redis_app  # examples/backbone/app.py
 
-    class SharedCharacter(Character):
-        """The character's fields in one Redis hash (JSON values), the same for every worker.
-
-        A change and the state it replies with are one transaction, so each
-        reply and push carries a state that existed. Two changes made at the
-        same moment through different workers are both applied; their pushes
-        may reach a page in either order (docs/cluster.md).
-        """
-
-        def __init__(self, url: str, key: str) -> None:
-            super().__init__()
-            self.key = key
-            self.url = url
-            self._redis: Any = None
-
-        def _client(self) -> Any:
-            if self._redis is None:
-                import redis.asyncio as aioredis
-
-                self._redis = aioredis.Redis.from_url(self.url, decode_responses=True)
-            return self._redis
-
-        async def close(self) -> None:
-            if self._redis is not None:
-                await self._redis.aclose()
-
-        async def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
-            async with self._client().pipeline(transaction=True) as pipe:
-                for field, value in self.state.items():  # the initial state, once
-                    pipe.hsetnx(self.key, field, json.dumps(value))
-                if props:
-                    pipe.hset(self.key, mapping={k: json.dumps(v) for k, v in props.items()})
-                pipe.hgetall(self.key)
-                *_, raw = await pipe.execute()
-            return {field: json.loads(value) for field, value in raw.items()}
-
-        async def read(self, ctx: Any, props: dict[str, Any]) -> Any:  # type: ignore[override]
-            return ok(await self._apply({}))
-
-        async def _change(self, ctx: Any, props: dict[str, Any]) -> Any:  # type: ignore[override]
-            for key, value in props.items():
-                spec = FIELDS.get(key)
-                if spec is None or type(value) is not spec[0] or not spec[1](value):
-                    return error("bad_field")
-            reply = ok(await self._apply(props))
-            ctx.broadcast(reply)  # every other open page, on every worker
-            return reply
-
-    character = SharedCharacter(broker.url, f"{broker.prefix}:character")
-    app = make_app(broker=broker, character=character)
-
-    async def close_character(_: web.Application) -> None:
-        await character.close()
-
-    app.on_cleanup.append(close_character)
+    app: web.Application = redis_app(broker)
     return app
 
 

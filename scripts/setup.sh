@@ -18,6 +18,10 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# tests/deploy start their own nginx (own config and prefix, free ports; never the system
+# service) and make a throwaway TLS certificate with openssl.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt_install "${need_apt[@]}"
 fi
@@ -46,7 +50,7 @@ sys.exit(not bullet_py.__file__.startswith(sys.argv[1] + "/src/"))' "$here" >/de
         | grep -v -E '^(WARNING|DEPRECATION)' || true
     touch "$stamp"
 fi
-.venv/bin/python -c 'import bullet_py, aiohttp, erlastic, playwright, pytest_aiohttp, build' \
+.venv/bin/python -c 'import bullet_py, aiohttp, erlastic, playwright, pytest_aiohttp, build, gunicorn' \
     || { rm -f "$stamp"; echo "setup: python packages missing in .venv" >&2; exit 1; }
 
 # Browser libraries from npm, never vendored: the Backbone demo page's (examples/backbone)

@@ -2,6 +2,16 @@
 
     python examples/backbone/app.py --host 127.0.0.1 --port 8080
 
+Several workers on one port, under gunicorn (run from the repository root)::
+
+    BULLET_REDIS_URL=redis://127.0.0.1:6379/0 gunicorn examples.backbone.app:make_app \\
+        --worker-class aiohttp.GunicornWebWorker --workers 2 --bind 127.0.0.1:8080
+
+With ``BULLET_REDIS_URL`` set (under gunicorn or not), sessions, pushes and
+the character live in that Redis, shared by every worker; without it, in
+this process's memory. ``BULLET_ALLOWED_HOSTS=example.com,www.example.com``
+names the hosts a proxy may forward (by default only loopback names).
+
 Routes:
 
 - ``/``: ``index.html`` of this directory (a placeholder page until it exists);
@@ -24,16 +34,22 @@ defined, so it gives ``{error, unknown_method, "delete"}``.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from bullet_py import Broker, Options, add_static_js, setup
 from bullet_py.router import Context, Router, error, ok
 from bullet_py.web.serve import run
+
+if TYPE_CHECKING:
+    from bullet_py.backends.redis import RedisBackend  # needs redis: imported when used
 
 HERE = Path(__file__).resolve().parent
 
@@ -121,7 +137,7 @@ async def _vendor(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(HERE / "node_modules" / wanted)  # 404 until npm has run
 
 
-def make_app(
+def build_app(
     *,
     initial: dict[str, Any] | None = None,
     options: Options | None = None,
@@ -131,7 +147,7 @@ def make_app(
     """The example app; each call has its own character (tests start from a clean state).
 
     ``broker`` and ``character`` let several workers share pushes and the
-    character's state (examples/cluster.py passes Redis-backed ones).
+    character's state (:func:`redis_app` passes Redis-backed ones).
     """
     router = Router()
     router.model("character", character if character is not None else Character(initial))
@@ -143,6 +159,92 @@ def make_app(
     app.router.add_get("/vendor/{name}", _vendor)
     _add_metrics(app)
     return app
+
+
+class SharedCharacter(Character):
+    """The character's fields in one Redis hash (JSON values), the same for every worker.
+
+    A change and the state it replies with are one transaction, so each
+    reply and push carries a state that existed. Two changes made at the
+    same moment through different workers are both applied; their pushes
+    may reach a page in either order (docs/cluster.md).
+    """
+
+    def __init__(self, url: str, key: str) -> None:
+        super().__init__()
+        self.key = key
+        self.url = url
+        self._redis: Any = None
+
+    def _client(self) -> Any:
+        if self._redis is None:
+            import redis.asyncio as aioredis
+
+            self._redis = aioredis.Redis.from_url(self.url, decode_responses=True)
+        return self._redis
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        async with self._client().pipeline(transaction=True) as pipe:
+            for field, value in self.state.items():  # the initial state, once
+                pipe.hsetnx(self.key, field, json.dumps(value))
+            if props:
+                pipe.hset(self.key, mapping={k: json.dumps(v) for k, v in props.items()})
+            pipe.hgetall(self.key)
+            *_, raw = await pipe.execute()
+        return {field: json.loads(value) for field, value in raw.items()}
+
+    async def read(self, ctx: Context, props: dict[str, Any]) -> Any:  # type: ignore[override]
+        return ok(await self._apply({}))
+
+    async def _change(self, ctx: Context, props: dict[str, Any]) -> Any:  # type: ignore[override]
+        for key, value in props.items():
+            spec = FIELDS.get(key)
+            if spec is None or type(value) is not spec[0] or not spec[1](value):
+                return error("bad_field")
+        reply = ok(await self._apply(props))
+        ctx.broadcast(reply)  # every other open page, on every worker
+        return reply
+
+
+def redis_app(broker: RedisBackend, *, options: Options | None = None) -> web.Application:
+    """The app with its sessions, pushes and character in the broker's Redis (any worker)."""
+    character = SharedCharacter(broker.url, f"{broker.prefix}:character")
+    app = build_app(broker=broker, character=character, options=options)
+
+    async def close_character(_: web.Application) -> None:
+        await character.close()
+
+    app.on_cleanup.append(close_character)
+    return app
+
+
+def app_from_env(environ: Mapping[str, str] = os.environ) -> web.Application:
+    """The app as the environment asks: Redis at ``BULLET_REDIS_URL`` if set.
+
+    ``BULLET_ALLOWED_HOSTS`` (comma-separated) names the hosts served: an app
+    bound to loopback answers only loopback names unless told (``Options.allowed_hosts``).
+    """
+    hosts = [h.strip() for h in environ.get("BULLET_ALLOWED_HOSTS", "").split(",") if h.strip()]
+    options = Options(allowed_hosts=hosts) if hosts else None
+    url = environ.get("BULLET_REDIS_URL")
+    if url:
+        from bullet_py.backends.redis import RedisBackend  # the redis extra
+
+        return redis_app(RedisBackend(url), options=options)
+    return build_app(options=options)
+
+
+async def make_app() -> web.Application:
+    """The factory gunicorn's ``aiohttp.GunicornWebWorker`` calls in each worker.
+
+    That worker takes an Application or a coroutine function returning one
+    (a plain function is refused), and calls it inside the worker's event loop.
+    """
+    return app_from_env()
 
 
 def _add_metrics(app: web.Application) -> None:
@@ -162,7 +264,7 @@ def main() -> None:
     from _args import parse
 
     args = parse(__doc__ or "")
-    run(make_app(), args.host, args.port)
+    run(app_from_env(), args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ def load_example(name: str) -> web.Application:
         raise SystemExit(f"no example named {name!r}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    app: web.Application = module.make_app()
+    # An example with a build_app() has an async make_app() for gunicorn (examples/backbone).
+    factory = getattr(module, "build_app", None) or module.make_app
+    app: web.Application = factory()
     return app
 
 

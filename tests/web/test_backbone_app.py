@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import inspect
 import signal
 import socket
 import sys
@@ -69,7 +70,7 @@ def endpoint_of(app):
 
 
 async def test_page_and_browser_files_are_served(aiohttp_client):
-    client = await aiohttp_client(backbone.make_app())
+    client = await aiohttp_client(backbone.build_app())
     resp = await client.get("/")
     assert resp.status == 200
     assert resp.content_type == "text/html"
@@ -87,14 +88,14 @@ async def test_page_and_browser_files_are_served(aiohttp_client):
 
 
 async def test_read_answers_the_initial_state(aiohttp_client):
-    client = await aiohttp_client(backbone.make_app())
+    client = await aiohttp_client(backbone.build_app())
     async with client.ws_connect("/bullet") as ws:
         assert await ws_ask(ws, sync("read", [])) == (SYNC, A("ok"), INITIAL)
         assert await ws_ask(ws, sync("read", [], 12)) == (SYNC, A("ok"), INITIAL, 12)
 
 
 async def test_update_goes_to_every_other_open_page(aiohttp_client):
-    app = backbone.make_app()
+    app = backbone.build_app()
     endpoint = endpoint_of(app)
     client_a = await aiohttp_client(app)
     client_b = await aiohttp_client(client_a.server)
@@ -143,7 +144,7 @@ async def test_update_goes_to_every_other_open_page(aiohttp_client):
     ],
 )
 async def test_bad_fields_are_refused_and_nothing_changes(aiohttp_client, props):
-    client = await aiohttp_client(backbone.make_app())
+    client = await aiohttp_client(backbone.build_app())
     async with client.ws_connect("/bullet") as ws:
         reply = await ws_ask(ws, sync("update", props, 4))
         assert reply == (SYNC, A("error"), A("bad_field"), 4)
@@ -151,7 +152,7 @@ async def test_bad_fields_are_refused_and_nothing_changes(aiohttp_client, props)
 
 
 async def test_delete_is_not_a_method_of_the_character(aiohttp_client):
-    client = await aiohttp_client(backbone.make_app())
+    client = await aiohttp_client(backbone.build_app())
     async with client.ws_connect("/bullet") as ws:
         reply = await ws_ask(ws, sync("delete", []))
         assert reply == (A("error"), A("unknown_method"), "delete")
@@ -159,11 +160,31 @@ async def test_delete_is_not_a_method_of_the_character(aiohttp_client):
 
 
 async def test_each_app_has_its_own_character(aiohttp_client):
-    one = await aiohttp_client(backbone.make_app())
-    two = await aiohttp_client(backbone.make_app(initial={"id": 1, "name": "Ann"}))
+    one = await aiohttp_client(backbone.build_app())
+    two = await aiohttp_client(backbone.build_app(initial={"id": 1, "name": "Ann"}))
     await post(one, sync("patch", [(A("level"), 3)]))
     assert (await post(two, sync("read", [])))[2] == [(A("id"), 1), (A("name"), "Ann")]
     assert (await post(one, sync("read", [])))[2][3] == (A("level"), 3)
+
+
+# --- from the environment (the gunicorn factory) ---------------------------------------
+
+
+async def test_the_gunicorn_factory_is_a_coroutine_function_building_the_app(aiohttp_client):
+    assert inspect.iscoroutinefunction(backbone.make_app)  # aiohttp's worker wants one
+    client = await aiohttp_client(await backbone.make_app())
+    assert (await post(client, sync("read", [])))[2] == INITIAL
+
+
+async def test_allowed_hosts_come_from_the_environment(aiohttp_client):
+    app = backbone.app_from_env({"BULLET_ALLOWED_HOSTS": "example.com, www.example.com"})
+    client = await aiohttp_client(app)
+    for host, status in [("example.com", 204), ("www.example.com", 204), ("evil.test", 421)]:
+        resp = await client.get("/bullet", headers={**POLL_HEADERS, "Host": host})
+        assert resp.status == status, host
+    default = await aiohttp_client(backbone.app_from_env({}))
+    resp = await default.get("/bullet", headers={**POLL_HEADERS, "Host": "example.com"})
+    assert resp.status == 421  # bound to loopback: loopback names only
 
 
 # --- as a script -------------------------------------------------------------------------

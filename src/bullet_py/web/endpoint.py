@@ -440,10 +440,13 @@ async def _refusal(
         return web.Response(status=refused.status_hint, headers=refused.headers, text=refused.text)
     # Answer, then close the connection leaving the rest of the body unread:
     # otherwise aiohttp would read (and inflate, if compressed) what the client
-    # still sends before the next request on the connection.
-    response = web.Response(
+    # still sends before the next request on the connection. A StreamResponse, not a
+    # Response: middlewares that change unsent answers (aiohttp-session) pass a
+    # streamed one through, and refuse a Response that is already sent.
+    response = web.StreamResponse(
         status=refused.status_hint, headers={**refused.headers, "Connection": "close"}
     )
+    response.content_length = 0
     try:
         await response.prepare(request)
         await response.write_eof()

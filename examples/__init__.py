@@ -1,0 +1,1 @@
+"""The example apps, importable from the repository root (for gunicorn)."""

@@ -1,0 +1,1 @@
+"""The Backbone example: ``app.make_app`` is the gunicorn factory."""

@@ -1,0 +1,1 @@
+"""The production path: gunicorn workers, nginx with TLS in front (README "Production")."""
