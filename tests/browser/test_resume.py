@@ -191,17 +191,19 @@ async def test_a_page_away_past_the_idle_timeout_gets_a_reset_and_a_fresh_sessio
         network_up(proxy)
         await page.wait_for_function("T.resets.length >= 1", timeout=WAIT_MS)
         await wait_count(page, before + 10)  # the fresh session's pushes arrive
-        resets = await page.evaluate("T.resets")
-        messages = await page.evaluate("T.messages.slice()")
+        # One look at the page: its pushes keep coming meanwhile.
+        messages, seen, resets = await page.evaluate("[T.messages.slice(), T.conn.seen, T.resets]")
         assert len(resets) == 1
         at = resets[0]["at"]
         assert resets[0] == {"received": at, "transport": transport, "at": at}
-        assert at == before  # nothing of the old session arrived after it ended
+        # What the browser had read before the cut may reach the page a little
+        # later, never after the reset.
+        assert at >= before
         assert messages[:at] == numbers(at)  # the old session: continuous up to the gap
         fresh = messages[at:]
         assert fresh == numbers(len(fresh))  # the new one: from 0, continuous
         assert ledger.opened == 2
-        assert await page.evaluate("T.conn.seen") == len(fresh)
+        assert seen == len(fresh)
         assert page_errors(page) == []
         await page.close()
 
