@@ -7,8 +7,13 @@
  *     var conn = $.bullet("ws://host/bullet", options);   // with jQuery
  *     var conn = bullet("ws://host/bullet", options);     // without
  *     conn.onopen = conn.onmessage = conn.onclose =
- *         conn.ondisconnect = conn.onheartbeat = function (e) {...};
+ *         conn.ondisconnect = conn.onheartbeat = conn.onreset = function (e) {...};
  *     conn.send(text); conn.close(); conn.setURL(url);
+ *
+ * It counts the messages it received in its session and reports the count
+ * when it reconnects, so a server that keeps sessions (bullet_py) resends
+ * what a dropped connection lost; onreset says when the session was
+ * replaced by a fresh one instead (see js/README.md, "Resuming").
  *
  * Options: disableWebSocket, disableEventSource, disableXHRPolling,
  * queueLimit (default 1000), postTimeout (ms, default 60000), tabId; and,
@@ -40,6 +45,10 @@
     var POST_TIMEOUT = 60000;    /* a POST unanswered this long is given up */
     var TRANSPORTS = ["websocket", "eventsource", "xhrPolling"];
     var FORM_TYPE = "application/x-www-form-urlencoded; charset=UTF-8";
+    /* WebSocket subprotocols offered; the server picks the one that says
+       whether the connection resumed the session or started a fresh one. */
+    var RESUMED = "bullet.resumed", FRESH = "bullet.fresh";
+    var SESSION_HEADER = "X-Bullet-Session";   /* "fresh" on a poll answer */
 
     function noop() {}
 
@@ -59,11 +68,12 @@
 
     function nextDelay(ms) { return Math.min(ms * 2, DELAY_MAX); }
 
-    /* EventSource cannot send headers: its tab id travels in the query. */
-    function withTab(url, tabId) {
+    /* WebSocket and EventSource cannot send headers: the tab id and the
+       count travel in the query. */
+    function withQuery(url, query) {
         var hash = "", i = url.indexOf("#");
         if (i >= 0) { hash = url.slice(i); url = url.slice(0, i); }
-        return url + (url.indexOf("?") >= 0 ? "&" : "?") + "bullet_tab=" + tabId + hash;
+        return url + (url.indexOf("?") >= 0 ? "&" : "?") + query + hash;
     }
 
     function bullet(url, options) {
@@ -84,7 +94,8 @@
             onmessage: noop,
             onclose: noop,
             ondisconnect: noop,
-            onheartbeat: noop
+            onheartbeat: noop,
+            onreset: noop
         };
 
         var state = CONNECTING;   /* bullet-level: CONNECTING (or waiting), OPEN, CLOSED */
@@ -97,6 +108,7 @@
         var posting = false;      /* one POST in flight at most */
         var lastStamp = 0;
         var starting = true;
+        var seen = 0;             /* messages received in the current session */
 
         /* Call a page callback; an exception in it must not break the
            transport, so it is rethrown on its own stack. */
@@ -128,13 +140,21 @@
             xhr.setRequestHeader("X-Bullet-Tab", tabId);
         }
 
-        /* ---- transports: each takes handlers {open, message, close} and
-           returns {send, writable, close}; close() is silent (no events). ---- */
+        function streamQuery() {
+            return "bullet_tab=" + tabId + "&bullet_seen=" + seen;
+        }
+
+        /* ---- transports: each takes handlers {open, message, counted,
+           session, close} and returns {send, writable, close}; close() is
+           silent (no events). ---- */
 
         var factories = {
             websocket: function (h) {
-                var ws = new WebSocketImpl(url);
-                ws.onopen = function () { h.open(); };
+                var ws = new WebSocketImpl(withQuery(url, streamQuery()), [RESUMED, FRESH]);
+                ws.onopen = function () {
+                    h.session(ws.protocol === FRESH);
+                    h.open();
+                };
                 ws.onmessage = function (e) { h.message(e.data); };
                 ws.onclose = ws.onerror = function () { h.close(); };
                 return {
@@ -148,21 +168,23 @@
             },
 
             eventsource: function (h) {
-                var es = new EventSourceImpl(withTab(httpURL(url), tabId));
+                var es = new EventSourceImpl(withQuery(httpURL(url), streamQuery()));
+                /* The server's first event, before any message: "fresh" or "resumed". */
+                function onSession(e) { h.session(e.data === "fresh"); }
+                function detach() {
+                    es.onopen = es.onmessage = es.onerror = null;
+                    es.removeEventListener("bullet", onSession);
+                    es.close();
+                }
+                es.addEventListener("bullet", onSession);
                 es.onopen = function () { h.open(); };
                 es.onmessage = function (e) { h.message(e.data); };
                 es.onerror = function () {
                     /* Reconnection is ours (with backoff), not the browser's. */
-                    es.onopen = es.onmessage = es.onerror = null;
-                    es.close();
+                    detach();
                     h.close();
                 };
-                return {
-                    close: function () {
-                        es.onopen = es.onmessage = es.onerror = null;
-                        es.close();
-                    }
-                };
+                return {close: detach};
             },
 
             xhrPolling: function (h) {
@@ -181,15 +203,21 @@
                     u += (u.indexOf("?") < 0 ? "?" : "&") + "_=" + stamp();
                     x.open("GET", u, true);
                     setHeaders(x, null);
+                    x.setRequestHeader("X-Bullet-Seen", String(seen));
                     x.onreadystatechange = function () {
                         if (x.readyState !== 4 || closed) { return; }
                         x.onreadystatechange = null;
                         xhr = null;
                         if (x.status >= 200 && x.status < 300) {
+                            h.session(x.getResponseHeader(SESSION_HEADER) === "fresh");
                             h.open();
                             /* No BOM stripping here: XHR's UTF-8 decoding already
                                dropped one leading U+FEFF (the server doubles it). */
-                            if (!closed && x.responseText) { h.message(x.responseText); }
+                            if (!closed && x.responseText) {
+                                h.message(x.responseText);
+                            } else if (!closed && x.status === 200) {
+                                h.counted();   /* an answer, if an empty one */
+                            }
                             if (!closed) { timer = setTimer(poll, POLL_GAP); }
                         } else {
                             closed = true;
@@ -329,7 +357,23 @@
                 },
                 message: function (data) {
                     if (attempt !== a || a.done) { return; }
+                    seen++;
                     call(self.onmessage, {data: data});
+                },
+                counted: function () {
+                    if (attempt !== a || a.done) { return; }
+                    seen++;
+                },
+                /* The server said whether this connection continues the
+                   session (fresh = false) or starts a new one. A new one after
+                   messages were received is a gap the page must hear of. */
+                session: function (fresh) {
+                    var received = seen;
+                    if (attempt !== a || a.done || !fresh) { return; }
+                    seen = 0;
+                    if (received > 0) {
+                        call(self.onreset, {received: received, transport: a.name});
+                    }
                 },
                 close: function () {
                     if (attempt !== a || a.done) { return; }
@@ -384,6 +428,9 @@
         });
         Object.defineProperty(self, "tabId", {
             get: function () { return tabId; }
+        });
+        Object.defineProperty(self, "seen", {
+            get: function () { return seen; }
         });
 
         connect();

@@ -25,7 +25,10 @@
 }(typeof self !== "undefined" ? self : (typeof globalThis !== "undefined" ? globalThis : this), function (root) {
     "use strict";
 
-    var CALLBACKS = {onopen: "open", onclose: "close", ondisconnect: "disconnect", onheartbeat: "heartbeat"};
+    var CALLBACKS = {
+        onopen: "open", onclose: "close", ondisconnect: "disconnect", onheartbeat: "heartbeat",
+        onreset: "reset"
+    };
 
     function typeName(x) {
         return (x && typeof x === "object" && typeof x.type === "string") ? x.type.toLowerCase() : "";
@@ -138,6 +141,7 @@
         stream.onclose = null;
         stream.ondisconnect = null;
         stream.onheartbeat = null;
+        stream.onreset = null;
         stream.onmessage = null;
 
         stream.send = function (data) { return conn.send(data); };
@@ -150,15 +154,19 @@
             return conn.send(Bert.encode(Bert.tuple(Bert.atom(name), msg)));
         };
 
-        /* Keep onopen/onclose/ondisconnect/onheartbeat usable on the Stream,
-           and trigger them as events too. */
+        /* Keep onopen/onclose/ondisconnect/onheartbeat/onreset usable on the
+           Stream, and trigger them as events too ("reset" with its info). */
         Object.keys(CALLBACKS).forEach(function (cb) {
-            conn[cb] = function () {
+            conn[cb] = function (info) {
                 var fn = stream[cb];
                 if (typeof fn === "function") {
                     try { fn.apply(stream, arguments); } catch (err) { rethrowLater(err); }
                 }
-                stream.trigger(CALLBACKS[cb]);
+                if (cb === "onreset") {
+                    stream.trigger(CALLBACKS[cb], info);
+                } else {
+                    stream.trigger(CALLBACKS[cb]);
+                }
             };
         });
 

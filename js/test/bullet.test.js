@@ -39,14 +39,16 @@ function makeEnv(extra) {
     const clock = new Clock();
     const created = []; // every transport object, in creation order
     class FakeWebSocket {
-        constructor(url) {
-            this.kind = "ws"; this.url = url; this.readyState = 0; this.sent = []; this.closed = false;
+        constructor(url, protocols) {
+            this.kind = "ws"; this.url = url; this.protocols = protocols; this.protocol = "";
+            this.readyState = 0; this.sent = []; this.closed = false;
             created.push(this);
         }
         send(d) { if (this.readyState !== 1) throw new Error("InvalidStateError"); this.sent.push(d); }
         close() { this.closed = true; this.readyState = 2; }
         /* drivers */
-        open() { this.readyState = 1; if (this.onopen) this.onopen({}); }
+        /* protocol: the subprotocol the server picked ("" for none) */
+        open(protocol) { this.protocol = protocol || ""; this.readyState = 1; if (this.onopen) this.onopen({}); }
         message(d) { if (this.onmessage) this.onmessage({ data: d }); }
         drop() {
             this.readyState = 3;
@@ -55,20 +57,38 @@ function makeEnv(extra) {
         }
     }
     class FakeEventSource {
-        constructor(url) { this.kind = "es"; this.url = url; this.readyState = 0; this.closed = false; created.push(this); }
+        constructor(url) {
+            this.kind = "es"; this.url = url; this.readyState = 0; this.closed = false; this.listeners = {};
+            created.push(this);
+        }
+        addEventListener(name, fn) { (this.listeners[name] = this.listeners[name] || []).push(fn); }
+        removeEventListener(name, fn) {
+            this.listeners[name] = (this.listeners[name] || []).filter((f) => f !== fn);
+        }
+        /* a named event, as "event: <name>" in the stream */
+        event(name, d) { for (const fn of (this.listeners[name] || []).slice()) fn({ type: name, data: d }); }
         close() { this.closed = true; this.readyState = 2; }
         open() { this.readyState = 1; if (this.onopen) this.onopen({}); }
         message(d) { if (this.onmessage) this.onmessage({ data: d }); }
         fail() { if (this.onerror) this.onerror({}); }
     }
     class FakeXHR {
-        constructor() { this.kind = "xhr"; this.headers = {}; this.readyState = 0; this.status = 0; this.responseText = ""; created.push(this); }
+        constructor() {
+            this.kind = "xhr"; this.headers = {}; this.readyState = 0; this.status = 0; this.responseText = "";
+            this.responseHeaders = {};
+            created.push(this);
+        }
+        getResponseHeader(name) {
+            const key = Object.keys(this.responseHeaders).find((k) => k.toLowerCase() === name.toLowerCase());
+            return key === undefined ? null : this.responseHeaders[key];
+        }
         open(method, url, async) { this.method = method; this.url = url; this.async = async; this.readyState = 1; }
         setRequestHeader(k, v) { this.headers[k] = v; }
         send(body) { this.body = body; this.sentAt = clock.now; this.sent = true; }
         abort() { this.aborted = true; }
-        respond(status, text) {
-            this.status = status; this.responseText = text || ""; this.readyState = 4;
+        respond(status, text, headers) {
+            this.status = status; this.responseText = text || ""; this.responseHeaders = headers || {};
+            this.readyState = 4;
             if (this.onreadystatechange) this.onreadystatechange();
         }
     }
@@ -105,7 +125,8 @@ test("ws: URL tries WebSocket, then EventSource, then polling, converting the sc
     const { conn, log } = connect("ws://example.test/bullet", env);
     assert.equal(env.created.length, 1);
     assert.equal(env.last().kind, "ws");
-    assert.equal(env.last().url, "ws://example.test/bullet");
+    assert.equal(env.last().url, "ws://example.test/bullet?bullet_tab=" + conn.tabId + "&bullet_seen=0");
+    assert.deepEqual(env.last().protocols, ["bullet.resumed", "bullet.fresh"]);
 
     env.last().drop();                       // closed before it opened
     assert.deepEqual(env.clock.delays(), [80]);
@@ -113,7 +134,7 @@ test("ws: URL tries WebSocket, then EventSource, then polling, converting the sc
     assert.equal(env.created.length, 1);
     env.clock.tick(1);
     assert.equal(env.last().kind, "es");
-    assert.equal(env.last().url, "http://example.test/bullet?bullet_tab=" + conn.tabId);
+    assert.equal(env.last().url, "http://example.test/bullet?bullet_tab=" + conn.tabId + "&bullet_seen=0");
 
     env.last().fail();                       // refused before it opened
     assert.ok(env.of("es")[0].closed, "our own backoff, not the browser's retry");
@@ -144,7 +165,7 @@ test("http: URL skips WebSocket", () => {
     const { conn } = connect("http://example.test/bullet?room=1#top", env);
     assert.equal(env.created.length, 1);
     assert.equal(env.last().kind, "es");
-    assert.equal(env.last().url, "http://example.test/bullet?room=1&bullet_tab=" + conn.tabId + "#top");
+    assert.equal(env.last().url, "http://example.test/bullet?room=1&bullet_tab=" + conn.tabId + "&bullet_seen=0#top");
 });
 
 test("disable options remove transports; missing constructors count as unavailable", () => {
@@ -338,6 +359,7 @@ test("polling: first answer opens, bodies are messages, next GET 100 ms after ea
         "X-Requested-With": "XMLHttpRequest",
         "X-Socket-Transport": "xhrPolling",
         "X-Bullet-Tab": "tab-1",
+        "X-Bullet-Seen": "0",
     });
     assert.equal(g1.body, null);
 
@@ -560,6 +582,202 @@ test("stale events from a replaced transport are ignored", () => {
     assert.deepEqual(env.clock.delays(), [80]);
     onmessage({ data: "late" });
     assert.deepEqual(log, ["open"]);
+});
+
+/* ---- counting and resuming ---- */
+
+/* A connection whose resets are recorded in `log` too. */
+function counting(url, env) {
+    const c = connect(url, env);
+    c.resets = [];
+    c.conn.onreset = (info) => { c.log.push("reset"); c.resets.push(info); };
+    return c;
+}
+
+test("WebSocket: every frame counts; a reconnect reports the count and a resumed session keeps counting", () => {
+    const env = makeEnv();
+    const { conn, log, resets } = counting("ws://h/b?room=1", env);
+    assert.equal(env.last().url, "ws://h/b?room=1&bullet_tab=tab-1&bullet_seen=0");
+    env.last().open("bullet.fresh");           // the first session: nothing to reset
+    env.last().message("a");
+    conn.send("question");
+    env.last().message("reply");               // a reply to a send is a frame like any other
+    env.last().message("");
+    assert.equal(conn.seen, 3);
+    env.last().drop();
+    env.clock.tick(80);
+    assert.equal(env.last().url, "ws://h/b?room=1&bullet_tab=tab-1&bullet_seen=3");
+    assert.deepEqual(env.last().protocols, ["bullet.resumed", "bullet.fresh"]);
+    env.last().open("bullet.resumed");
+    env.last().message("b");
+    assert.equal(conn.seen, 4);
+    env.last().drop();
+    env.clock.tick(80);
+    assert.equal(env.last().url, "ws://h/b?room=1&bullet_tab=tab-1&bullet_seen=4");
+    assert.deepEqual(resets, []);
+    assert.deepEqual(log, ["open", "msg:a", "msg:reply", "msg:", "open", "msg:b"]);
+});
+
+test("WebSocket: a fresh session after messages fires onreset once, before onopen, and the count starts again", () => {
+    const env = makeEnv();
+    const { conn, log, resets } = counting("ws://h/b", env);
+    env.last().open("bullet.fresh");
+    env.last().message("1");
+    env.last().message("2");
+    env.last().drop();
+    env.clock.tick(80);
+    env.last().open("bullet.fresh");           // the server no longer had the session
+    assert.deepEqual(resets, [{ received: 2, transport: "websocket" }]);
+    assert.equal(conn.seen, 0);
+    env.last().message("new 1");
+    assert.equal(conn.seen, 1);
+    assert.deepEqual(log, ["open", "msg:1", "msg:2", "reset", "open", "msg:new 1"]);
+    env.last().drop();
+    env.clock.tick(80);
+    assert.match(env.last().url, /&bullet_seen=1$/);
+    env.last().open("bullet.resumed");
+    assert.equal(resets.length, 1);
+});
+
+test("WebSocket: a server that picks no subprotocol never causes a reset", () => {
+    const env = makeEnv();
+    const { conn, resets } = counting("ws://h/b", env);
+    env.last().open("");
+    env.last().message("x");
+    env.last().drop();
+    env.clock.tick(80);
+    env.last().open("");
+    assert.equal(conn.seen, 1);
+    assert.deepEqual(resets, []);
+});
+
+test("EventSource: default events count, the named bullet event does not, and says fresh or resumed", () => {
+    const env = makeEnv();
+    const { conn, log, resets } = counting("http://h/b", env);
+    const es1 = env.last();
+    es1.open();
+    es1.event("bullet", "fresh");
+    es1.message("a");
+    es1.message("b");
+    assert.equal(conn.seen, 2);
+    es1.fail();
+    env.clock.tick(80);
+    const es2 = env.last();
+    assert.equal(es2.url, "http://h/b?bullet_tab=tab-1&bullet_seen=2");
+    assert.deepEqual(es1.listeners.bullet, [], "a closed stream's listener is removed");
+    es2.open();
+    es2.event("bullet", "resumed");
+    es2.message("c");
+    assert.equal(conn.seen, 3);
+    assert.deepEqual(resets, []);
+    es2.fail();
+    env.clock.tick(80);
+    const es3 = env.last();
+    assert.match(es3.url, /&bullet_seen=3$/);
+    es3.open();
+    es3.event("bullet", "fresh");
+    assert.deepEqual(resets, [{ received: 3, transport: "eventsource" }]);
+    assert.equal(conn.seen, 0);
+    es3.message("d");
+    assert.equal(conn.seen, 1);
+    assert.deepEqual(log, ["open", "msg:a", "msg:b", "open", "msg:c", "open", "reset", "msg:d"]);
+    es1.event("bullet", "fresh");              // a replaced stream is not heard
+    assert.equal(resets.length, 1);
+});
+
+test("polling: 200 answers count, each GET reports the count, a fresh 204 after messages resets", () => {
+    const env = makeEnv({ EventSource: null });
+    const { conn, log, resets } = counting("http://h/b", env);
+    const fresh = { "X-Bullet-Session": "fresh" };
+    assert.equal(env.last().headers["X-Bullet-Seen"], "0");
+    env.last().respond(204, "", fresh);        // the first session: nothing to reset
+    env.clock.tick(100);
+    assert.equal(env.last().headers["X-Bullet-Seen"], "0");
+    env.last().respond(200, "one");
+    env.clock.tick(100);
+    assert.equal(env.last().headers["X-Bullet-Seen"], "1");
+    env.last().respond(204);
+    env.clock.tick(100);
+    assert.equal(env.last().headers["X-Bullet-Seen"], "1");
+    env.last().respond(200, "two");
+    env.clock.tick(100);
+    assert.equal(env.last().headers["X-Bullet-Seen"], "2");
+
+    conn.send("question");                     // POST replies are not counted
+    const post = env.posts()[0];
+    assert.equal(post.headers["X-Bullet-Seen"], undefined, "a POST carries no count");
+    post.respond(200, "answer");
+    assert.equal(conn.seen, 2);
+
+    env.gets().at(-1).respond(500);            // the poll transport drops
+    env.clock.tick(80);
+    assert.equal(env.last().headers["X-Bullet-Seen"], "2");
+    env.last().respond(204, "", fresh);
+    assert.deepEqual(resets, [{ received: 2, transport: "xhrPolling" }]);
+    assert.equal(conn.seen, 0);
+    env.clock.tick(100);
+    assert.equal(env.last().headers["X-Bullet-Seen"], "0");
+    env.last().respond(200, "three");
+    assert.equal(conn.seen, 1);
+    assert.deepEqual(log, ["open", "msg:one", "msg:two", "msg:answer", "reset", "open", "msg:three"]);
+});
+
+test("polling: a fresh answer while polls go on resets too (the session ended meanwhile)", () => {
+    const env = makeEnv({ EventSource: null });
+    const { conn, resets } = counting("http://h/b", env);
+    env.last().respond(200, "a");
+    env.clock.tick(100);
+    env.last().respond(204, "", { "x-bullet-session": "fresh" });
+    assert.deepEqual(resets, [{ received: 1, transport: "xhrPolling" }]);
+    assert.equal(conn.seen, 0);
+});
+
+test("the count belongs to the session, not the transport: it carries over when the client moves down", () => {
+    const env = makeEnv();
+    const { conn, resets } = counting("ws://h/b", env);
+    env.last().open("bullet.fresh");
+    env.last().message("1");
+    env.last().drop();
+    env.clock.tick(80);
+    env.last().drop();                         // the WebSocket reconnect is refused
+    env.clock.tick(160);
+    assert.equal(env.last().kind, "es");
+    assert.match(env.last().url, /&bullet_seen=1$/);
+    env.last().fail();                         // the event stream too (a 406)
+    env.clock.tick(320);
+    assert.equal(env.last().headers["X-Bullet-Seen"], "1");
+    env.last().respond(200, "2");
+    assert.equal(conn.seen, 2);
+    assert.deepEqual(resets, []);
+});
+
+test("messages of a replaced transport are neither delivered nor counted", () => {
+    const env = makeEnv();
+    const { conn } = counting("ws://h/b", env);
+    const ws1 = env.last();
+    ws1.open("bullet.fresh");
+    const late = ws1.onmessage;
+    ws1.message("x");
+    ws1.drop();
+    late({ data: "lost in flight" });
+    assert.equal(conn.seen, 1, "the server resends it after the count");
+    env.clock.tick(80);
+    assert.match(env.last().url, /&bullet_seen=1$/);
+});
+
+test("an exception in onreset does not stop the connection", () => {
+    const env = makeEnv();
+    const { conn, log } = counting("ws://h/b", env);
+    conn.onreset = () => { throw new Error("page bug"); };
+    env.last().open();
+    env.last().message("1");
+    env.last().drop();
+    env.clock.tick(80);
+    env.last().open("bullet.fresh");
+    env.last().message("2");
+    assert.throws(() => env.clock.tick(0), /page bug/);
+    assert.equal(conn.readyState, bullet.OPEN);
+    assert.deepEqual(log, ["open", "msg:1", "open", "msg:2"]);
 });
 
 test("loaded as a browser script: global bullet and $.bullet", () => {

@@ -141,6 +141,40 @@ test("onopen/onclose/ondisconnect/onheartbeat set on the Stream run, and the eve
     assert.deepEqual(conn.sent, ["ping"]);
 });
 
+test("onreset set on the Stream runs with the reset's info, and the reset event fires with it", () => {
+    const { stream, conn } = newStream();
+    const log = [];
+    stream.onreset = function (info) { log.push(["cb:reset", info, this === stream]); };
+    stream.on("reset", (info) => log.push(["ev:reset", info]));
+    stream.on("all", (name, info) => log.push(["all", name, info]));
+    const info = { received: 3, transport: "websocket" };
+    conn.onreset(info);
+    assert.deepEqual(log, [["cb:reset", info, true], ["ev:reset", info], ["all", "reset", info]]);
+});
+
+test("a Stream on the real bullet.js hears a reset", () => {
+    const made = [], timers = [];
+    class WS {
+        constructor(url) { this.url = url; this.protocol = ""; made.push(this); }
+        close() {}
+    }
+    const stream = withGlobals({ bullet: realBullet, Bert }, () => BulletStream("ws://h/b", {
+        WebSocket: WS, EventSource: null, XMLHttpRequest: null,
+        setTimeout: (fn) => timers.push(fn), clearTimeout: () => {},
+    }));
+    const resets = [];
+    stream.on("reset", (info) => resets.push(info));
+    made[0].protocol = "bullet.fresh";
+    made[0].onopen({});
+    made[0].onmessage({ data: Bert.encode(Bert.atom("hi")) });
+    made[0].onclose({});
+    timers.pop()();                             // the reconnect
+    made[1].protocol = "bullet.fresh";
+    made[1].onopen({});
+    assert.deepEqual(resets, [{ received: 1, transport: "websocket" }]);
+    stream.close();
+});
+
 test("events: on with context, off by name/fn/context, once, several names, all", () => {
     const { stream } = newStream();
     const log = [];

@@ -331,7 +331,15 @@ class SessionCore:
             self.replay.record(message)
 
     def park(self, poll: Poll, max_polls: int) -> None:
-        """Keep ``poll`` until a message comes; the oldest beyond ``max_polls`` answer empty."""
+        """Keep ``poll`` until a message comes; the oldest beyond ``max_polls`` answer empty.
+
+        A counting client (one with a replay buffer) polls one at a time, so
+        its new poll means the one before is dead, noticed or not; two parked
+        polls would each take a message, and its count could not say which
+        one arrived. So it keeps one.
+        """
+        if self.replay is not None:
+            max_polls = 1
         polls = self.polls
         while len(polls) >= max_polls:
             polls.pop(0).answer(None)

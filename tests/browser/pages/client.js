@@ -25,7 +25,8 @@
         opens: 0,
         transports: [],     /* conn.transport at each onopen */
         disconnects: 0,
-        messages: []
+        messages: [],
+        resets: []          /* onreset's info, with at: T.messages.length then */
     };
 
     var conn = T.conn = make(url, FORCE[want]);
@@ -35,6 +36,9 @@
     };
     conn.onmessage = function (e) { T.messages.push(e.data); };
     conn.ondisconnect = function () { T.disconnects++; };
+    conn.onreset = function (info) {
+        T.resets.push({received: info.received, transport: info.transport, at: T.messages.length});
+    };
 
     /* Send each message in turn; returns what send() returned for each. */
     T.sendAll = function (list) {
