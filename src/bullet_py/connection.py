@@ -70,7 +70,6 @@ class SessionStoreView(Protocol):
     """The part of the endpoint's session store a session uses."""
 
     def push(self, session_id: str, message: str) -> bool: ...
-    def release(self, session_id: str) -> None: ...
     def forget(self, session_id: str) -> None: ...
     def parked(self, session_id: str) -> int: ...
 
@@ -93,9 +92,6 @@ class _Unshared:
 
     def push(self, session_id: str, message: str) -> bool:
         return False
-
-    def release(self, session_id: str) -> None:
-        return None
 
     def forget(self, session_id: str) -> None:
         return None
@@ -243,7 +239,6 @@ class Connection:
         if not self.core.close(code):
             return
         self._wake()
-        self.store.release(self.session_id)
         if not self.core.held:
             self._host.spawn(self.finish())
 

@@ -331,7 +331,7 @@ async def test_the_shared_queue_is_bounded_in_characters_as_in_memory(
             queued = []
             while (taken := await backend.take(sid, 0.05, lambda: True)) is not None:
                 queued.append(taken.message)
-                backend.delivered(taken)
+                backend.ack(taken)
             assert queued == list(box), letter
             assert await redis_client.hget(key, "qc") == "0"
     finally:

@@ -94,7 +94,7 @@ class Located:
 class Taken:
     """One message a poll took from a shared queue.
 
-    Until the poll reports :meth:`SessionStore.delivered` or
+    Until the poll reports :meth:`SessionStore.ack` or
     :meth:`SessionStore.requeue`, the store keeps it aside, so that a process
     dying in between does not lose it.
     """
@@ -138,7 +138,7 @@ class SessionStore(abc.ABC):
         """Attach the sessions of this process and their endpoint's options (before start)."""
 
     @abc.abstractmethod
-    async def issue_pending(self, session_id: str) -> None:
+    async def issue(self, session_id: str) -> None:
         """Remember an id handed to a new polling client until it comes back or expires."""
 
     @abc.abstractmethod
@@ -174,7 +174,7 @@ class SessionStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def delivered(self, taken: Taken) -> None:
+    def ack(self, taken: Taken) -> None:
         """The poll's answer carrying ``taken`` was written."""
 
     @abc.abstractmethod
@@ -193,16 +193,15 @@ class SessionStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def release(self, session_id: str) -> None:
-        """The session is closing: answer the polls parked for it in this process."""
-
-    @abc.abstractmethod
     def forget(self, session_id: str) -> None:
-        """The session ended: drop its shared state and whatever is still queued."""
+        """The session ended: answer the polls waiting on it, drop its shared state and queue."""
 
     @abc.abstractmethod
     def parked(self, session_id: str) -> int:
-        """How many polls of this process wait on ``session_id``."""
+        """How many polls of this process wait on ``session_id`` (not shared state).
+
+        A session with a poll waiting must not expire; tests and metrics read it too.
+        """
 
     @abc.abstractmethod
     async def idle_for(self, session_ids: Collection[str]) -> dict[str, float]:

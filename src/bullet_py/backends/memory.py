@@ -45,7 +45,7 @@ class MemoryStore(SessionStore):
     def bind(self, sessions: LocalSessions, options: Options) -> None:
         return None
 
-    async def issue_pending(self, session_id: str) -> None:
+    async def issue(self, session_id: str) -> None:
         self._registry.issue_pending(session_id)
 
     async def locate(self, session_id: str) -> Located:
@@ -72,7 +72,7 @@ class MemoryStore(SessionStore):
         message = await conn.poll(timeout, alive)
         return None if message is None else Taken(session_id, message, "")
 
-    def delivered(self, taken: Taken) -> None:
+    def ack(self, taken: Taken) -> None:
         return None
 
     def requeue(self, taken: Taken) -> None:
@@ -82,9 +82,6 @@ class MemoryStore(SessionStore):
 
     async def forward(self, home: str, session_id: str, message: str) -> str | None:
         raise SessionNotFound(session_id)  # every session is here: nothing is ever elsewhere
-
-    def release(self, session_id: str) -> None:
-        return None  # the session answers its own parked polls when it closes
 
     def forget(self, session_id: str) -> None:
         return None

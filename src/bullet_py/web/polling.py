@@ -113,7 +113,7 @@ async def serve_poll(endpoint: Services, exchange: Exchange) -> web.StreamRespon
         first = web.Response(status=204)
         session_id = new_session_id()
         try:
-            await store.issue_pending(session_id)
+            await store.issue(session_id)
         except BackendError:
             raise _unavailable(Transport.POLL, "issue_pending") from None
         endpoint.set_cookie(exchange, first, session_id)
@@ -220,13 +220,13 @@ async def _poll(
             return empty
         if taken.message:
             break
-        queue.delivered(taken)  # an empty message cannot travel by XHR
+        queue.ack(taken)  # an empty message cannot travel by XHR
         log_event(logging.DEBUG, "empty_message_dropped", transport="poll")
     response, written = await _answer_poll(
         endpoint, exchange, session_id, taken.message, lambda: queue.requeue(taken)
     )
     if written:
-        queue.delivered(taken)
+        queue.ack(taken)
     return response
 
 

@@ -281,7 +281,7 @@ class RedisBackend(Broker, SessionStore):
 
     # --- SessionStore (see .store and .forward) ---------------------------------------
 
-    async def issue_pending(self, session_id: str) -> None:
+    async def issue(self, session_id: str) -> None:
         await self._store.issue_pending(session_id)
 
     async def locate(self, session_id: str) -> Located:
@@ -298,7 +298,7 @@ class RedisBackend(Broker, SessionStore):
     ) -> Taken | None:
         return await self._store.take(session_id, timeout, alive)
 
-    def delivered(self, taken: Taken) -> None:
+    def ack(self, taken: Taken) -> None:
         self._store.delivered(taken)
 
     def requeue(self, taken: Taken) -> None:
@@ -306,9 +306,6 @@ class RedisBackend(Broker, SessionStore):
 
     async def forward(self, home: str, session_id: str, message: str) -> str | None:
         return await self._forwarder.forward(home, session_id, message)
-
-    def release(self, session_id: str) -> None:
-        self._store.release(session_id)
 
     def forget(self, session_id: str) -> None:
         self._store.forget(session_id)
