@@ -227,22 +227,30 @@ class BulletEndpoint:
         """Name the session in a cookie; a tab's cookie is its own and expires unused."""
         opts = self.options
         request = exchange.request
+        # A closed tab leaves no live session behind, so its cookie should not
+        # pile up in the browser either: it lasts a few idle timeouts and every
+        # poll and stream of a live tab renews it.
+        max_age = (
+            int(2 * opts.session_idle_timeout + opts.poll_timeout + (opts.stream_lifetime or 0))
+            + 60
+            if exchange.tab is not None
+            else None
+        )
+        secure = exchange.secure  # https at the browser, here or at a trusted proxy
+        header = cookie_header(exchange.cookie_name, sid, request.path, max_age, secure=secure)
+        if header is not None:
+            # Written as text: a SimpleCookie kept by the response for the life
+            # of a WebSocket costs about a KiB per connection, and time per poll.
+            response.headers.add("Set-Cookie", header)
+            return
         response.set_cookie(
             exchange.cookie_name,
             sid,
             path=request.path,
             httponly=True,
             samesite="Lax",
-            secure=exchange.secure,  # https at the browser, here or at a trusted proxy
-            # A closed tab leaves no live session behind, so its cookie should
-            # not pile up in the browser either: it lasts a few idle timeouts
-            # and every poll and stream of a live tab renews it.
-            max_age=(
-                int(2 * opts.session_idle_timeout + opts.poll_timeout + (opts.stream_lifetime or 0))
-                + 60
-                if exchange.tab is not None
-                else None
-            ),
+            secure=secure,
+            max_age=max_age,
         )
 
     # --- the view ---------------------------------------------------------------
@@ -417,6 +425,28 @@ class BulletEndpoint:
             "Access-Control-Expose-Headers": "X-Bullet-Session",
             "Vary": "Origin",
         }
+
+
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_./~")
+
+
+def cookie_header(
+    name: str, value: str, path: str, max_age: int | None, *, secure: bool
+) -> str | None:
+    """The ``Set-Cookie`` value aiohttp would write, or None when any part needs quoting.
+
+    Same attributes in the same (sorted) order as ``http.cookies.Morsel``.
+    """
+    if not (_PLAIN.issuperset(name) and _PLAIN.issuperset(value) and _PLAIN.issuperset(path)):
+        return None
+    parts = [f"{name}={value}", "HttpOnly"]
+    if max_age is not None:
+        parts.append(f"Max-Age={max_age}")
+    parts.append(f"Path={path}")
+    parts.append("SameSite=Lax")
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts)
 
 
 async def _refusal(
