@@ -32,7 +32,7 @@ MESSAGE = b"e" * 90 + b"0123456789"
 # A masked text frame with the all-zero key: the payload goes out unchanged.
 FRAME = bytes([0x81, 0x80 | len(MESSAGE)]) + b"\0\0\0\0" + MESSAGE
 PONG = bytes([0x8A, 0x80]) + b"\0\0\0\0"
-SERVERS = {"aiohttp": "aiohttp", "plain": "plain", "bullet": "bullet-echo", "erlang": "erlang"}
+SERVERS = {"aiohttp": "aiohttp", "plain": "plain", "bullet": "bullet", "erlang": "erlang"}
 
 
 class Echoer(asyncio.Protocol):
