@@ -11,6 +11,7 @@ either worker counts the sessions of both.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -136,16 +137,27 @@ async def test_a_scrape_answered_by_either_worker_counts_both(
         connector = aiohttp.TCPConnector(force_close=True)  # a new connection for each request
         async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as http:
             # WebSocket sessions until both workers hold some (the access log says which).
+            # Opened four at a time and kept open: one after another, a worker that
+            # has just answered tends to accept the next connection too.
+            async def open_one() -> aiohttp.ClientWebSocketResponse:
+                ws = await http.ws_connect(server.base + "/bullet")
+                await ws.send_str(sync("read"))
+                assert state_of(await ws.receive_str())["id"] == 1  # the session is open
+                return ws
+
             sessions = 0
-            while sessions < MAX_SESSIONS:
-                async with http.ws_connect(server.base + "/bullet") as ws:
-                    await ws.send_str(sync("read"))
-                    assert state_of(await ws.receive_str())["id"] == 1  # the session is open
-                sessions += 1
-                await server.wait_output(r'"GET /bullet HTTP/1.1" 101 ', count=sessions)
-                upgraded = {pid for pid, _, _, status, _ in server.served() if status == 101}
-                if upgraded == set(server.worker_pids):
-                    break
+            sockets: list[aiohttp.ClientWebSocketResponse] = []
+            try:
+                while sessions < MAX_SESSIONS:
+                    sockets += await asyncio.gather(*(open_one() for _ in range(4)))
+                    sessions += 4
+                    await server.wait_output(r'"GET /bullet HTTP/1.1" 101 ', count=sessions)
+                    upgraded = {pid for pid, _, _, status, _ in server.served() if status == 101}
+                    if upgraded == set(server.worker_pids):
+                        break
+            finally:
+                for ws in sockets:
+                    await ws.close()
             assert upgraded == set(server.worker_pids), f"{sessions} sessions on one worker"
             # Scrapes until each worker has answered some: every answer counts them all.
             counts: list[float] = []
