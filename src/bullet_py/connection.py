@@ -297,16 +297,8 @@ class Connection:
             return not self.core.closing
         if self.holder is not None:
             self.holder.drop()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._released.append(future)
-        try:
-            async with asyncio.timeout(timeout):
-                await future
-        except TimeoutError:
+        if not await _wait_in(self._released, timeout):
             return False
-        finally:
-            if future in self._released:
-                self._released.remove(future)
         return not self.core.held and not self.core.closing
 
     def refuse_streams(self) -> None:
@@ -364,20 +356,7 @@ class Connection:
         """Wait until a message is queued or the session closes; False on timeout."""
         if self.outbox or self.core.closing:
             return True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            if timeout is None:
-                await waiter
-            else:
-                async with asyncio.timeout(timeout):
-                    await waiter
-        except TimeoutError:
-            return False
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-        return True
+        return await _wait_in(self._waiters, timeout)
 
     def take(self) -> str | None:
         """The next queued message, for the stream's writer (counted as sent)."""
@@ -519,6 +498,28 @@ class Connection:
         finally:
             name = getattr(callback, "__name__", "callback")
             self.recorder.handler_seconds(name, time.perf_counter() - started)
+
+
+async def _wait_in(waiters: list[asyncio.Future[None]], timeout: float | None) -> bool:
+    """Wait until whoever empties ``waiters`` resolves ours; False if ``timeout`` came first.
+
+    Lists of futures rather than an ``asyncio.Event``: empty, they cost a few
+    bytes in every session instead of an event's block.
+    """
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    try:
+        if timeout is None:
+            await waiter
+        else:
+            async with asyncio.timeout(timeout):
+                await waiter
+    except TimeoutError:
+        return False
+    finally:
+        if waiter in waiters:
+            waiters.remove(waiter)
+    return True
 
 
 def _as_reply(result: Any, where: str) -> str | None:
