@@ -72,8 +72,6 @@ async def call_bounded(
         CallbackFailed: the callback raised.
         asyncio.CancelledError: the calling task itself was cancelled.
     """
-    task = asyncio.current_task()
-    cancelling = task.cancelling() if task is not None else 0
     deadline: asyncio.Timeout | None = None
     try:
         result = callback(*args)
@@ -94,10 +92,11 @@ async def call_bounded(
         return result
     except BaseException as caught:
         exc = caught.original if isinstance(caught, ThreadRaised) else caught
-        if task is not None and (
-            task.cancelling() > cancelling
-            or (isinstance(exc, asyncio.CancelledError) and task.cancelling())
-        ):
+        # A cancellation of the calling task (not one the callback made up) is
+        # in progress: let it through. Asked here, not on entry: the question
+        # costs more than a callback that returns at once.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise asyncio.CancelledError() from exc
