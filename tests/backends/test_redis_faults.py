@@ -201,6 +201,29 @@ class TestStalls(ClusterFixtures):
         assert "event=bus_trimmed" in caplog.text
         assert len(cluster.messages(sid)) == 41  # each was run by the home first
 
+    async def test_forwarded_posts_leave_the_bus_once_their_timeout_passed(
+        self,
+        start_cluster: StartCluster,
+        browser_factory: Any,
+        redis_client: aioredis.Redis,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Their POSTs were answered: the entries are of no use, and not an overflow."""
+        caplog.set_level(logging.INFO, logger="bullet_py")
+        cluster = await start_cluster(broker={"forward_timeout": 0.5}, post_rate_per_session=None)
+        browser = browser_factory(cluster)
+        await browser.live(home=0)
+        bus = f"{cluster.endpoint(0).hub.broker.prefix}:bus"
+        assert await browser.post(1, "noreply:first") == (204, "")
+        entries = await redis_client.xrange(bus)
+        first = [entry_id for entry_id, f in entries if f.get("m") == "noreply:first"]
+        assert len(first) == 1
+        async with asyncio.timeout(5):  # each append deletes what outlived its timeout
+            while await redis_client.xrange(bus, first[0], first[0]):
+                await asyncio.sleep(0.1)  # the entry's age is the condition
+                assert await browser.post(1, "noreply:next") == (204, "")
+        assert "event=bus_trimmed" not in caplog.text
+
 
 async def test_a_dead_workers_parked_poll_elsewhere_is_answered_within_worker_ttl(
     redis_server: RedisServer,
