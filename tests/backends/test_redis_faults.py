@@ -136,13 +136,13 @@ class TestStalls(ClusterFixtures):
             # longer than the call's timeout, so the take runs late.
             await wait_for(lambda: cluster.parked(sid) == 0, timeout=SOCKET_TIMEOUT * 5)
 
-        backend = cluster.endpoint(0).hub.broker
-        await wait_for(lambda: backend.connected and backend.reconnects >= 1)
         for text in ("m2", "m3"):
             await cluster.hub(0).send(sid, text)
         async with asyncio.timeout(20):
             got = await browser.drain(3, start=0, step=0, limit=6)
         assert got == ["m1", "m2", "m3"]
+        backend = cluster.endpoint(0).hub.broker
+        assert backend.connected and backend.reconnects >= 1
 
     async def test_a_claim_that_runs_after_its_poll_got_503_lapses(
         self,

@@ -96,11 +96,13 @@ class RedisBackend(Broker, SessionStore):
         reconnect_min, reconnect_max: backoff between reconnection attempts.
         bus_maxlen: entries the bus keeps (approximately); a worker lagging
             further behind misses entries (logged as ``bus_gap``).
-        bus_max_bytes: bytes the bus keeps in entries of 512 bytes or more and in
-            forwarded POSTs; beyond it the oldest of those are deleted, reported
-            as ``bus_trimmed`` (ERROR). Smaller entries are bounded by ``bus_maxlen``.
-        bus_max_age: seconds the bus keeps an entry (None: no age bound).
-            Forwarded POSTs are kept ``forward_timeout`` at most (then useless).
+        bus_max_bytes: bytes the bus keeps in entries of 512 characters or more
+            and in forwarded POSTs; beyond it the bus is trimmed from its oldest
+            entries to three quarters of this, reported as ``bus_trimmed``
+            (WARNING). Smaller entries are bounded by ``bus_maxlen``.
+        bus_max_age: seconds the bus keeps an entry (None: no age bound; trimmed
+            at each heartbeat). Forwarded POSTs are kept ``forward_timeout`` at
+            most (their POST was answered by then).
         socket_timeout: a Redis command taking longer counts as an outage.
         pool_size: connections for commands (the bus reader has its own).
         write_only: for a process that runs no server (a job): it can push,

@@ -95,7 +95,8 @@ class Settings:
 #: How long a claimed pending id waits for its worker to confirm the session exists.
 CLAIM_LEASE = 5.0
 
-#: Bus entries of at least this many bytes count towards ``bus_max_bytes``.
+#: Bus entries of at least this many characters (names and values), and forwarded POSTs,
+#: count towards ``bus_max_bytes`` (lua/append.lua); smaller ones are bounded by count.
 BIG_ENTRY = 512
 
 

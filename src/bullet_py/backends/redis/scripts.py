@@ -189,8 +189,8 @@ def forget(*, s: str, q: str, k: str, bus: str, sid: str, maxlen: int) -> Call:
     return Call("forget", (s, q, k, bus), (sid, maxlen))
 
 
-def beat(*, workers: str, me: str, ttl_ms: int) -> Call:
-    return Call("beat", (workers,), (me, ttl_ms))
+def beat(*, workers: str, bus: str, me: str, ttl_ms: int, max_age_ms: int) -> Call:
+    return Call("beat", (workers, bus), (me, ttl_ms, max_age_ms))
 
 
 def reap(*, workers: str, bus: str, prefix: str, maxlen: int, ttl_ms: int, only: str) -> Call:
@@ -218,7 +218,6 @@ def append(
     maxlen: int,
     max_age_ms: int,
     max_bytes: int,
-    big_at: int,
     fwd_ms: int,
     kind: str,
     fields: Mapping[str, str],
@@ -228,5 +227,5 @@ def append(
     return Call(
         "append",
         (bus, big, total),
-        (maxlen, max_age_ms, max_bytes, big_at, fwd_ms, kind, *flat),
+        (maxlen, max_age_ms, max_bytes, fwd_ms, kind, *flat),
     )
