@@ -23,7 +23,7 @@ SECTION_REF = re.compile(r"docs/([\w-]+)\.md`? ((?:§\d+(?:\.\d+)*)(?:(?:, | and
 #: "docs/robustness.md item 69", "docs/robustness.md items 1, 17, 35 and 36-42".
 ITEM_REF = re.compile(r"docs/robustness\.md`? items? (\d+(?:-\d+)?(?:(?:, | and )\d+(?:-\d+)?)*)")
 #: "docs/robustness.md group H", "docs/robustness.md groups B, C, G and H".
-GROUP_REF = re.compile(r"docs/robustness\.md`? groups? ([A-I](?:(?:, | and )[A-I])*)")
+GROUP_REF = re.compile(r"docs/robustness\.md`? groups? ([A-J](?:(?:, | and )[A-J])*)")
 SKIPPED_SUFFIXES = (".png", ".jpg", ".ico", ".gif", ".woff", ".woff2", ".pdf", ".gz", ".zip")
 
 
@@ -68,7 +68,7 @@ def checklist() -> tuple[set[int], set[str]]:
     end = text.index("\n## ", start + 1)
     part = text[start:end]
     items = {int(n) for n in re.findall(r"^\| (\d+) \|", part, flags=re.MULTILINE)}
-    groups = set(re.findall(r"^### ([A-I])\. ", part, flags=re.MULTILINE))
+    groups = set(re.findall(r"^### ([A-J])\. ", part, flags=re.MULTILINE))
     return items, groups
 
 
@@ -123,8 +123,8 @@ def test_every_section_reference_lands_on_a_section() -> None:
 
 def test_every_checklist_reference_lands_on_an_item() -> None:
     items, groups = checklist()
-    assert items == set(range(1, 81))
-    assert groups == set("ABCDEFGHI")
+    assert items == set(range(1, 85))
+    assert groups == set("ABCDEFGHIJ")
     cited = 0
     broken = []
     for path in tracked_text_files():
@@ -135,7 +135,7 @@ def test_every_checklist_reference_lands_on_an_item() -> None:
                 if n not in items:
                     broken.append(f"{where(path, text, m.start())}: item {n}")
         for m in GROUP_REF.finditer(text):
-            for letter in re.findall(r"[A-I]", m.group(1)):
+            for letter in re.findall(r"[A-J]", m.group(1)):
                 cited += 1
                 if letter not in groups:
                     broken.append(f"{where(path, text, m.start())}: group {letter}")

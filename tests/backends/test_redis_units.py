@@ -28,7 +28,7 @@ def test_every_lua_file_is_a_known_script() -> None:
     assert found == {*scripts.NAMES, "lib"}
 
 
-@pytest.mark.parametrize("name", [n for n in scripts.NAMES if n != "idle"])
+@pytest.mark.parametrize("name", [n for n in scripts.NAMES if n not in ("idle", "append")])
 def test_a_wrapper_passes_keys_and_args_in_the_order_its_script_declares(name: str) -> None:
     wrapper = getattr(scripts, name)
     params = inspect.signature(wrapper).parameters
@@ -46,6 +46,17 @@ def test_the_idle_wrapper_passes_hashes_then_parked_sets() -> None:
     assert (call.keys, call.args) == (("s1", "s2", "k1", "k2"), (2,))
     with pytest.raises(ValueError):
         scripts.idle(s=["s1"], k=[])
+
+
+def test_the_append_wrapper_passes_the_entry_after_its_fixed_arguments() -> None:
+    keys, args = declared("append")
+    assert args[-1] == "field..."
+    fixed = {name: name for name in args[:-1]}
+    call = scripts.append(
+        bus="bus", big="big", total="total", fields={"k": "fwd", "m": "x"}, **fixed
+    )
+    assert call.keys == tuple(keys) == ("bus", "big", "total")
+    assert call.args == (*args[:-1], "k", "fwd", "m", "x")
 
 
 def test_each_script_starts_with_the_shared_library() -> None:

@@ -27,13 +27,17 @@ in short:
 Keys, with ``P`` the prefix (``bullet``)::
 
     P:bus           stream of entries (field k: send broadcast info fwd rep wake gone)
+    P:bus:big       list: "<entry id> <bytes> <kind>" of the entries counted in bytes
+    P:bus:bytes     their total (bounded by bus_max_bytes)
     P:workers       sorted set: worker id -> expiry time (ms, Redis clock)
     P:pending       sorted set: pending session id -> expiry time
     P:s:<sid>       hash: home, queued (1/0), seen (ms), wseq (last push applied),
-                    qc (characters queued), fly (the token of the poll holding a message)
+                    qc (characters queued), fly (the token of the poll holding a message),
+                    cl (a claim's expiry, until its worker confirms the session exists)
     P:q:<sid>       list: the session's queued messages (polling sessions)
     P:k:<sid>       sorted set: parked poll token -> expiry time
     P:f:<worker>    hash: token -> "<sid>\\n<message>" taken by a poll, not yet answered
+    P:x:<token>     a take given up on (Redis stalled): the take does nothing if it runs late
 
 The scripts (``lua/*.lua``, called through :mod:`.scripts`) read Redis's own
 clock (``TIME``), so hosts need no synchronised clocks. Redis Cluster is not
@@ -92,6 +96,13 @@ class RedisBackend(Broker, SessionStore):
         reconnect_min, reconnect_max: backoff between reconnection attempts.
         bus_maxlen: entries the bus keeps (approximately); a worker lagging
             further behind misses entries (logged as ``bus_gap``).
+        bus_max_bytes: bytes the bus keeps in entries of 512 characters or more
+            and in forwarded POSTs; beyond it the bus is trimmed from its oldest
+            entries to three quarters of this, reported as ``bus_trimmed``
+            (WARNING). Smaller entries are bounded by ``bus_maxlen``.
+        bus_max_age: seconds the bus keeps an entry (None: no age bound; trimmed
+            at each heartbeat). Forwarded POSTs are kept ``forward_timeout`` at
+            most (their POST was answered by then).
         socket_timeout: a Redis command taking longer counts as an outage.
         pool_size: connections for commands (the bus reader has its own).
         write_only: for a process that runs no server (a job): it can push,
@@ -116,6 +127,8 @@ class RedisBackend(Broker, SessionStore):
         socket_timeout: float = 5.0,
         # --- sizes
         bus_maxlen: int = 100_000,
+        bus_max_bytes: int = 64 * 1_048_576,
+        bus_max_age: float | None = 600.0,
         pool_size: int = 16,
         write_only: bool = False,
     ) -> None:
@@ -129,12 +142,15 @@ class RedisBackend(Broker, SessionStore):
         }.items():
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
+        if bus_max_age is not None and not bus_max_age > 0:
+            raise ValueError(f"bus_max_age must be > 0 or None, got {bus_max_age!r}")
         if heartbeat is not None and not 0 < heartbeat < worker_ttl:
             raise ValueError("heartbeat must be > 0 and < worker_ttl")
         for name, count in {
             "buffer_max_writes": buffer_max_writes,
             "buffer_max_bytes": buffer_max_bytes,
             "bus_maxlen": bus_maxlen,
+            "bus_max_bytes": bus_max_bytes,
             "pool_size": pool_size,
         }.items():
             if count < 1:
@@ -154,6 +170,8 @@ class RedisBackend(Broker, SessionStore):
             reconnect_max=max(reconnect_min, reconnect_max),
             socket_timeout=socket_timeout,
             bus_maxlen=bus_maxlen,
+            bus_max_bytes=bus_max_bytes,
+            bus_max_age=bus_max_age,
             pool_size=pool_size,
             write_only=write_only,
         )
@@ -169,6 +187,8 @@ class RedisBackend(Broker, SessionStore):
         self.reconnect_max = settings.reconnect_max
         self.socket_timeout = socket_timeout
         self.bus_maxlen = bus_maxlen
+        self.bus_max_bytes = bus_max_bytes
+        self.bus_max_age = bus_max_age
         self.pool_size = pool_size
         self.write_only = write_only
         self.worker_id = secrets.token_hex(8)
@@ -198,6 +218,11 @@ class RedisBackend(Broker, SessionStore):
     def buffered(self) -> int:
         """Writes waiting for Redis (a growing number means an outage)."""
         return len(self._writer)
+
+    @property
+    def reconnects(self) -> int:
+        """Times Redis answered again after an outage, since start."""
+        return self._link.reconnects
 
     @property
     def distributed(self) -> bool:

@@ -15,13 +15,11 @@ from typing import Any
 from ...exceptions import BackendError, SessionNotFound
 from ...logs import log_event, session_hash
 from ..base import Kind
-from .link import Link
+from .link import CLAIM_LEASE, Link
 from .store import Store
 from .writer import Writer
 
 logger = logging.getLogger("bullet_py")
-
-_CLAIM_WAIT = 5.0  # a forwarded message may arrive before the claiming request adopted
 
 
 class Forwarder:
@@ -62,7 +60,9 @@ class Forwarder:
 
     async def _serve(self, origin: str, request_id: str, session_id: str, message: str) -> None:
         store = self._store
-        await store.claimed(session_id, _CLAIM_WAIT)
+        await store.claimed(
+            session_id, CLAIM_LEASE
+        )  # may arrive before the claim's request adopted
         found, reply = False, None
         if store.sessions is not None:
             try:

@@ -79,6 +79,8 @@ class Settings:
     reconnect_max: float
     socket_timeout: float
     bus_maxlen: int
+    bus_max_bytes: int
+    bus_max_age: float | None
     pool_size: int
     write_only: bool
 
@@ -88,6 +90,14 @@ class Settings:
 
     def backoff(self) -> Backoff:
         return Backoff(self.reconnect_min, self.reconnect_max)
+
+
+#: How long a claimed pending id waits for its worker to confirm the session exists.
+CLAIM_LEASE = 5.0
+
+#: Bus entries of at least this many characters (names and values), and forwarded POSTs,
+#: count towards ``bus_max_bytes`` (lua/append.lua); smaller ones are bounded by count.
+BIG_ENTRY = 512
 
 
 class SessionKeys(NamedTuple):
@@ -110,14 +120,21 @@ class Link:
         self.online = asyncio.Event()
         self._offline_since: float | None = None
         self._settled_at = 0.0  # before this, do not declare other workers dead
+        self.reconnects = 0  # times Redis answered again after an outage
         self.buffered: Callable[[], int] = lambda: 0  # writes waiting (set by the writer)
         self.ttl_ms = settings.session_ttl_ms  # keys of a session untouched this long expire
         self.maxlen = settings.bus_maxlen
         prefix = settings.prefix
         self.bus = f"{prefix}:bus"
+        self.bus_big = f"{prefix}:bus:big"  # the entries counted in bytes, oldest first
+        self.bus_bytes = f"{prefix}:bus:bytes"  # their total
         self.workers = f"{prefix}:workers"
         self.pending = f"{prefix}:pending"
         self.in_flight = f"{prefix}:f:{worker_id}"
+
+    def fence(self, token: str) -> str:
+        """The key marking a take token as given up (a late take with it does nothing)."""
+        return f"{self.settings.prefix}:x:{token}"
 
     def session_keys(self, session_id: str) -> SessionKeys:
         prefix = self.settings.prefix
@@ -193,6 +210,7 @@ class Link:
             return
         loop = asyncio.get_running_loop()
         if self._offline_since is not None:
+            self.reconnects += 1
             log_event(
                 logging.WARNING,
                 "backend_reconnected",

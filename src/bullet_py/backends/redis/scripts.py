@@ -17,7 +17,7 @@ one :meth:`Scripts.load` per Redis server (again once Redis answers NOSCRIPT).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from typing import Any, NamedTuple
 
@@ -39,6 +39,8 @@ NAMES = (
     "beat",
     "reap",
     "idle",
+    "cancel",
+    "append",
 )
 
 Arg = str | int
@@ -114,8 +116,9 @@ def locate(
     me: str,
     ttl_ms: int,
     trust: str,
+    claim_ms: int,
 ) -> Call:
-    return Call("locate", (pending, s, q, k, workers), (sid, me, ttl_ms, trust))
+    return Call("locate", (pending, s, q, k, workers), (sid, me, ttl_ms, trust, claim_ms))
 
 
 def announce(*, s: str, q: str, me: str, queued: str, ttl_ms: int) -> Call:
@@ -153,6 +156,7 @@ def take(
     k: str,
     f: str,
     workers: str,
+    x: str,
     sid: str,
     token: str,
     me: str,
@@ -164,7 +168,7 @@ def take(
 ) -> Call:
     return Call(
         "take",
-        (s, q, k, f, workers),
+        (s, q, k, f, workers, x),
         (sid, token, me, park_ms, ttl_ms, trust, prefix, homed_here),
     )
 
@@ -185,8 +189,8 @@ def forget(*, s: str, q: str, k: str, bus: str, sid: str, maxlen: int) -> Call:
     return Call("forget", (s, q, k, bus), (sid, maxlen))
 
 
-def beat(*, workers: str, me: str, ttl_ms: int) -> Call:
-    return Call("beat", (workers,), (me, ttl_ms))
+def beat(*, workers: str, bus: str, me: str, ttl_ms: int, max_age_ms: int) -> Call:
+    return Call("beat", (workers, bus), (me, ttl_ms, max_age_ms))
 
 
 def reap(*, workers: str, bus: str, prefix: str, maxlen: int, ttl_ms: int, only: str) -> Call:
@@ -198,3 +202,30 @@ def idle(*, s: Sequence[str], k: Sequence[str]) -> Call:
     if len(s) != len(k):
         raise ValueError("one parked-polls key per session hash")
     return Call("idle", (*s, *k), (len(s),))
+
+
+def cancel(
+    *, f: str, k: str, x: str, bus: str, token: str, prefix: str, maxlen: int, ttl_ms: int
+) -> Call:
+    return Call("cancel", (f, k, x, bus), (token, prefix, maxlen, ttl_ms))
+
+
+def append(
+    *,
+    bus: str,
+    big: str,
+    total: str,
+    maxlen: int,
+    max_age_ms: int,
+    max_bytes: int,
+    fwd_ms: int,
+    kind: str,
+    fields: Mapping[str, str],
+) -> Call:
+    """``fields``: the entry, in order (its names and values follow the fixed arguments)."""
+    flat = [part for pair in fields.items() for part in pair]
+    return Call(
+        "append",
+        (bus, big, total),
+        (maxlen, max_age_ms, max_bytes, fwd_ms, kind, *flat),
+    )

@@ -24,10 +24,12 @@ from ...exceptions import BackendError
 from ...logs import log_event, session_hash
 from ..base import LocalSessions, Located, Placement, Taken
 from . import scripts
-from .link import TRANSIENT, Link
+from .link import CLAIM_LEASE, TRANSIENT, Link
 from .writer import Writer
 
 _PARK_GRACE = 5.0  # a parked poll's entry outlives its wait by this much
+_RECHECK_MIN = 0.1  # a parked poll told to look again waits at least this long
+_RECHECK_SLACK = 0.05  # and this much past the moment Redis named
 
 
 class _Waiter:
@@ -87,6 +89,7 @@ class Store:
             me=link.worker_id,
             ttl_ms=link.ttl_ms,
             trust=link.trust(),
+            claim_ms=int(CLAIM_LEASE * 1000),
         )
         try:
             placement, home, queued = await link.run(call)
@@ -110,8 +113,7 @@ class Store:
         claim = self._claims.pop(session_id, None)
         if claim is not None:
             claim.set()
-        if not queued:
-            self.announce(session_id, queued)
+        self.announce(session_id, queued)  # confirms a claim: the session exists
 
     def announce(self, session_id: str, queued: bool) -> None:
         link = self._link
@@ -242,6 +244,7 @@ class Store:
             oldest.event.set()
         waiters.append(waiter)
         parked = False
+        unseen = False  # a take may have run without this poll seeing its outcome
         taken: Taken | None = None
         backoff = link.settings.backoff()
         try:
@@ -256,6 +259,7 @@ class Store:
                     k=keys.k,
                     f=link.in_flight,
                     workers=link.workers,
+                    x=link.fence(token),
                     sid=session_id,
                     token=token,
                     me=link.worker_id,
@@ -268,6 +272,7 @@ class Store:
                 try:
                     status, value = await link.run(call)
                 except TRANSIENT as exc:
+                    unseen = True
                     link.went_offline(exc, "take")
                     # Wait for the reader to reconnect, then try again with the
                     # same token: a take that did pop is answered from "in flight".
@@ -283,15 +288,19 @@ class Store:
                     parked = False
                     return None
                 parked = True
+                wait = deadline - loop.time()
+                if value:  # look again then: a worker may be dead, a claim lapsed
+                    wait = min(wait, max(_RECHECK_MIN, int(value) / 1000 + _RECHECK_SLACK))
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(deadline - loop.time()):
+                    async with asyncio.timeout(wait):
                         await waiter.event.wait()
             return None
         except asyncio.CancelledError:
-            if taken is None:
-                self._requeue_token(token)  # a take cut short may have popped under this token
+            unseen = True  # a take cut short may have popped under this token
             raise
         finally:
+            if taken is None and unseen:
+                self._cancel(session_id, token)
             if waiter in waiters:
                 waiters.remove(waiter)
             if not waiters and self._waiters.get(session_id) is waiters:
@@ -312,10 +321,26 @@ class Store:
             prefix=link.settings.prefix,
             maxlen=link.maxlen,
         )
-        self._writer.call(call, size=len(taken.token), done=acked)
+        self._writer.call(call, size=len(taken.token), done=acked, essential=True)
 
     def requeue(self, taken: Taken) -> None:
         self._requeue_token(taken.token)
+
+    def _cancel(self, session_id: str, token: str) -> None:
+        """Fence a take token given up on: a take still on its way does nothing when
+        it runs; if one ran already, what it took goes back to the queue."""
+        link = self._link
+        call = scripts.cancel(
+            f=link.in_flight,
+            k=link.session_keys(session_id).k,
+            x=link.fence(token),
+            bus=link.bus,
+            token=token,
+            prefix=link.settings.prefix,
+            maxlen=link.maxlen,
+            ttl_ms=link.ttl_ms,
+        )
+        self._writer.call(call, size=len(token), essential=True)
 
     def _requeue_token(self, token: str) -> None:
         link = self._link
@@ -327,7 +352,7 @@ class Store:
             maxlen=link.maxlen,
             ttl_ms=link.ttl_ms,
         )
-        self._writer.call(call, size=len(token))
+        self._writer.call(call, size=len(token), essential=True)
 
     # --- polls parked in this process ------------------------------------------------------
 

@@ -37,9 +37,14 @@ class Heartbeat:
     async def beat(self, ttl: float) -> None:
         """This worker lives ``ttl`` seconds more (a negative ``ttl``: it is dead now)."""
         link = self._link
-        await link.run(
-            scripts.beat(workers=link.workers, me=link.worker_id, ttl_ms=int(ttl * 1000))
+        call = scripts.beat(
+            workers=link.workers,
+            bus=link.bus,
+            me=link.worker_id,
+            ttl_ms=int(ttl * 1000),
+            max_age_ms=int((link.settings.bus_max_age or 0) * 1000),
         )
+        await link.run(call)
 
     async def reap(self, only: str = "") -> int:
         """Put back what the polls of dead workers (or of ``only``) held; forget them."""

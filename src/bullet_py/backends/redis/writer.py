@@ -21,7 +21,8 @@ from typing import Any
 from redis import exceptions as redis_errors
 
 from ...logs import log_event
-from .link import TRANSIENT, Link, busy
+from . import scripts as lua
+from .link import BIG_ENTRY, TRANSIENT, Link, busy
 from .scripts import Call
 
 logger = logging.getLogger("bullet_py")
@@ -59,9 +60,22 @@ class Writer:
     def __len__(self) -> int:
         return len(self._writes)
 
-    def call(self, call: Call, *, size: int, done: Callable[[Any], None] | None = None) -> bool:
-        """Queue a script call; ``done`` gets its result. False when the buffer is full."""
-        return self._buffer(_Write(call, None, size, done))
+    def call(
+        self,
+        call: Call,
+        *,
+        size: int,
+        done: Callable[[Any], None] | None = None,
+        essential: bool = False,
+    ) -> bool:
+        """Queue a script call; ``done`` gets its result. False when the buffer is full.
+
+        ``essential``: a small write that settles a message a poll holds (its
+        ack, its requeue, a take given up on) is queued even when the buffer is
+        full, else the message would stay in flight for a live worker; there
+        is at most one per poll, so the bound is exceeded by little.
+        """
+        return self._buffer(_Write(call, None, size, done), essential)
 
     def publish(self, fields: dict[str, str]) -> bool:
         """Queue an entry for the bus, stamped with this process's id and next sequence number."""
@@ -69,13 +83,14 @@ class Writer:
         fields["o"] = link.worker_id
         fields["n"] = str(next(link.seq))
         size = sum(len(k) + len(v) for k, v in fields.items())
-        return self._buffer(_Write(None, fields, size))
+        return self._buffer(_Write(None, fields, size, _report_trimmed))
 
-    def _buffer(self, write: _Write) -> bool:
+    def _buffer(self, write: _Write, essential: bool = False) -> bool:
         """Queue a write in order; False when the buffer is full (the caller reports it)."""
         if self._link.closing or self._link.client is None:
             return False
-        if len(self._writes) >= self.max_writes or self._bytes + write.size > self.max_bytes:
+        full = len(self._writes) >= self.max_writes or self._bytes + write.size > self.max_bytes
+        if full and not essential:
             log_event(
                 logging.ERROR,
                 "backend_buffer_full",
@@ -148,14 +163,44 @@ class Writer:
         link = self._link
         client = link.require_client()
         scripts = link.scripts
-        if not scripts.loaded and any(w.call is not None for w in batch):
+        if not scripts.loaded:
             await scripts.load(client)
         bus, maxlen = link.bus, link.settings.bus_maxlen
         async with client.pipeline(transaction=False) as pipe:
             for write in batch:
+                fields = write.fields
                 if write.call is not None:
                     scripts.queue(pipe, write.call)
+                elif fields is None:
+                    raise AssertionError("a bus write without fields")
+                elif write.size < BIG_ENTRY and fields.get("k") != "fwd":
+                    # Small: bounded by the entry count alone, at the cost of one XADD.
+                    pipe.xadd(bus, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
                 else:
-                    assert write.fields is not None
-                    pipe.xadd(bus, write.fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+                    scripts.queue(pipe, self._append(fields))
             return list(await pipe.execute(raise_on_error=False))
+
+    def _append(self, fields: dict[str, str]) -> Call:
+        """A large bus entry or a forwarded POST, appended within the bus's bounds."""
+        link = self._link
+        settings = link.settings
+        return lua.append(
+            bus=link.bus,
+            big=link.bus_big,
+            total=link.bus_bytes,
+            maxlen=settings.bus_maxlen,
+            max_age_ms=int((settings.bus_max_age or 0) * 1000),
+            max_bytes=settings.bus_max_bytes,
+            fwd_ms=int(settings.forward_timeout * 1000),
+            kind=fields.get("k", ""),
+            fields=fields,
+        )
+
+
+def _report_trimmed(result: Any) -> None:
+    """The bus went over ``bus_max_bytes`` and was trimmed: a lagging reader misses entries."""
+    if not isinstance(result, list):
+        return  # a small entry: XADD, bounded by the entry count
+    _id, trimmed, trimmed_bytes, _expired = result
+    if int(trimmed):
+        log_event(logging.WARNING, "bus_trimmed", entries=int(trimmed), bytes=int(trimmed_bytes))

@@ -5,6 +5,7 @@ local s, q = KEYS[1], KEYS[2]
 local me, queued, ttl_ms = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
 redis.call('HSET', s, 'home', me, 'queued', queued)
+redis.call('HDEL', s, 'cl')  -- a claim, confirmed
 redis.call('HSETNX', s, 'seen', now)
 redis.call('HSETNX', s, 'wseq', 0)
 redis.call('HSETNX', s, 'qc', 0)

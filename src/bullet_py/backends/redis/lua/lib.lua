@@ -28,6 +28,26 @@ local function dead(workers, who, now, trust)
   return (not until_ms) or tonumber(until_ms) < now
 end
 
+-- Milliseconds until worker 'who' is dead if it stays silent (nil: unknown worker).
+local function expiry(workers, who, now)
+  local until_ms = redis.call('ZSCORE', workers, who)
+  if not until_ms then return nil end
+  return math.max(0, tonumber(until_ms) - now)
+end
+
+-- A claimed session's home is only what a worker actually created: a claim
+-- ('cl', its expiry) holds until the worker confirms (announce, push).
+local function claim_left(s, now)
+  local cl = redis.call('HGET', s, 'cl')
+  if not cl then return nil end
+  return math.max(0, tonumber(cl) - now)
+end
+
+local function lapsed(s, now)
+  local cl = redis.call('HGET', s, 'cl')
+  return cl ~= false and tonumber(cl) < now
+end
+
 -- Put a message a poll held ("<sid>\n<message>") back at the head of its queue.
 local function requeue(prefix, bus, maxlen, ttl, token, held, now)
   local i = string.find(held, '\n', 1, true)

@@ -11,6 +11,7 @@ local ttl_ms, me, maxlen, sid = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local now = now_ms()
 if tonumber(redis.call('HGET', s, 'wseq') or '0') >= seq then return {'dup', 0} end
 redis.call('HSET', s, 'home', me, 'queued', '1', 'wseq', seq)
+redis.call('HDEL', s, 'cl')  -- only a session's home pushes: its claim is confirmed
 redis.call('HSETNX', s, 'seen', now)
 local n = redis.call('LLEN', q)
 local c = 0

@@ -4,12 +4,22 @@
 -- names the poll holding it), so that a poll dying with a message in hand
 -- cannot let a later message overtake it: the next poll waits, or takes that
 -- very message over once the holder's worker is known dead.
--- Returns {'msg', message}, {'parked', ''} or {'gone', ''}.
--- KEYS: s q k f workers
+--
+-- A take can run after its caller gave up on it (Redis stalled past the
+-- call's timeout): the caller then fences its token (cancel.lua), and a take
+-- finding its token fenced does nothing.
+--
+-- A parked poll is told when to look again ({'parked', ms}): when the home,
+-- or the worker holding the message in flight, would be dead if it stays
+-- silent, or when an unconfirmed claim lapses. So a poll waiting on a dead
+-- worker's session is answered within worker_ttl, not at its own timeout.
+-- Returns {'msg', message}, {'parked', ms or ''} or {'gone', ''}.
+-- KEYS: s q k f workers x
 -- ARGV: sid token me park_ms ttl_ms trust prefix homed_here
-local s, q, k, f, workers = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local s, q, k, f, workers, x = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local sid, token, me, park_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local ttl_ms, trust, prefix, homed_here = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+if redis.call('EXISTS', x) == 1 then return {'gone', ''} end
 local held = redis.call('HGET', f, token)
 if held then return {'msg', string.sub(held, string.len(sid) + 2)} end
 local now = now_ms()
@@ -20,9 +30,17 @@ if not home and homed_here == '1' then
   home = me
 end
 if not home then return {'gone', ''} end
-if home ~= me and dead(workers, home, now, trust) then
+if home ~= me and (dead(workers, home, now, trust) or lapsed(s, now)) then
   redis.call('DEL', s, q, k)
   return {'gone', ''}
+end
+local recheck = nil
+local function watch(ms)
+  if ms and (not recheck or ms < recheck) then recheck = ms end
+end
+if home ~= me then
+  watch(expiry(workers, home, now))
+  watch(claim_left(s, now))
 end
 redis.call('HSET', s, 'seen', now)
 redis.call('PEXPIRE', s, ttl_ms)
@@ -35,9 +53,10 @@ if holder and holder ~= token then
   if not theirs then
     redis.call('HDEL', s, 'fly')
   elseif not dead(workers, w, now, trust) then
+    watch(expiry(workers, w, now))
     redis.call('ZADD', k, now + park_ms, token)
     redis.call('PEXPIRE', k, ttl_ms)
-    return {'parked', ''}
+    return {'parked', recheck or ''}
   else
     redis.call('HDEL', fk, holder)
     redis.call('HSET', f, token, theirs)
@@ -58,4 +77,4 @@ if m then
 end
 redis.call('ZADD', k, now + park_ms, token)
 redis.call('PEXPIRE', k, ttl_ms)
-return {'parked', ''}
+return {'parked', recheck or ''}
