@@ -70,7 +70,10 @@ class Exchange:
         # How many messages the client received in its session, if it counts
         # (the project's bullet.js): a header, or the query where a request
         # cannot carry headers (WebSocket and EventSource in a browser).
-        self.seen = _count(request.headers.get("X-Bullet-Seen") or request.query.get("bullet_seen"))
+        seen = request.headers.get("X-Bullet-Seen")
+        if not seen and "?" in request.raw_path:  # parse a query only when there is one
+            seen = request.query.get("bullet_seen")
+        self.seen = _count(seen)
 
     @property
     def secure(self) -> bool:
@@ -100,7 +103,9 @@ def tab_id(request: web.Request) -> str | None:
     ``X-Bullet-Tab`` on polls and POSTs; ``bullet_tab`` in the query of an
     EventSource URL, which cannot carry headers.
     """
-    tab = request.headers.get("X-Bullet-Tab") or request.query.get("bullet_tab")
+    tab = request.headers.get("X-Bullet-Tab")
+    if not tab and "?" in request.raw_path:  # parse a query only when there is one
+        tab = request.query.get("bullet_tab")
     if tab and 8 <= len(tab) <= 64 and _TAB_CHARS.issuperset(tab):
         return tab
     return None
