@@ -134,3 +134,21 @@ async def test_a_whole_body_that_is_not_utf8_is_refused(aiohttp_server):
     finally:
         writer.close()
     assert (status, body) == (400, b"body is not UTF-8")
+
+
+def test_a_cookie_header_read_again_gives_the_same_answer_for_each_name():
+    """read_cookie remembers what it found in a header; per header and per name."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from bullet_py.web.exchange import read_cookie
+
+    def read(header: str, name: str) -> str | None:
+        return read_cookie(make_mocked_request("POST", "/", headers={"Cookie": header}), name)
+
+    header = "a=1; bullet_sid=abc; bullet_sid.tab12345=def"
+    for _ in range(2):  # the second round is answered from memory
+        assert read(header, "bullet_sid") == "abc"
+        assert read(header, "bullet_sid.tab12345") == "def"
+        assert read(header, "bullet_si") is None
+        assert read("bullet_sid=xyz", "bullet_sid") == "xyz"
+        assert read('bullet_sid="q"', "bullet_sid") == "q"  # quoted: aiohttp's parser

@@ -121,15 +121,30 @@ def read_cookie(request: web.Request, name: str) -> str | None:
     header = request.headers.get("Cookie")
     if header is None or name not in header:
         return None
+    key = (header, name)
+    try:
+        return _COOKIES[key]  # a keep-alive client sends the same header every time
+    except KeyError:
+        pass
     if '"' not in header:
         value = None
         for part in header.split(";"):
-            key, sep, rest = part.partition("=")
-            if key.strip() == name:
+            part_name, sep, rest = part.partition("=")
+            if part_name.strip() == name:
                 value = rest.strip() if sep else ""
         if value is None or _TOKEN_CHARS.issuperset(value):
+            if len(header) <= _COOKIE_MEMO_LENGTH:
+                if len(_COOKIES) >= _COOKIE_MEMO_SIZE:
+                    _COOKIES.clear()  # many headers: not worth keeping
+                _COOKIES[key] = value
             return value
     return request.cookies.get(name)
+
+
+# What read_cookie found in a Cookie header (short ones only), so that it reads each once.
+_COOKIES: dict[tuple[str, str], str | None] = {}
+_COOKIE_MEMO_SIZE = 1024
+_COOKIE_MEMO_LENGTH = 512
 
 
 class Services(Protocol):

@@ -24,13 +24,14 @@ from aiohttp import StreamReader, web
 from ..backends.base import Located, Placement, SessionStore
 from ..connection import Connection
 from ..core.negotiate import Transport
-from ..core.text import TEXT_CONTENT_TYPE, exceeds, max_utf8_bytes, xhr_body
+from ..core.text import TEXT_CONTENT_TYPE, exceeds, max_utf8_bytes, xhr_body, xhr_text
 from ..exceptions import BackendError, ProtocolError, SessionNotFound
 from ..logs import Recorder, first_time, log_event, session_hash
 from ..registry import new_session_id
 from .exchange import Exchange, Services, client_address
 
 _WRITE_ERRORS = (ConnectionError, RuntimeError)
+_MEDIA_TYPE, _CHARSET = TEXT_CONTENT_TYPE.split("; charset=")  # a POST's answer is this text
 
 
 class _Elsewhere:
@@ -348,6 +349,5 @@ def _send_reply(reply: str | None, recorder: Recorder) -> web.Response:
     if not reply:
         return web.Response(status=204)
     recorder.message_out("send")
-    return web.Response(
-        status=200, body=xhr_body(reply), headers={"Content-Type": TEXT_CONTENT_TYPE}
-    )
+    # Content type and charset as arguments: aiohttp's quickest way to the same header.
+    return web.Response(text=xhr_text(reply), content_type=_MEDIA_TYPE, charset=_CHARSET)
