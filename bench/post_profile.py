@@ -14,7 +14,10 @@ Servers (``--systems``):
   204 for a ``GET``; nothing else (the floor);
 - ``bullet``: ``examples/echo.py``'s handler at ``/bullet`` with the ``POST``
   rate limits off (as ``bench/servers/bullet_bench.py``: every client here
-  comes from 127.0.0.1).
+  comes from 127.0.0.1);
+- ``erlang``: the original Erlang Bullet (``bench/peers/erlang``, once built;
+  ``ERLANG_BULLET_DIR`` as for ``bench/run.py``), which has no sessions: its
+  clients send no cookie. Not with ``--profile`` or ``--callgrind``.
 
 ``--profile`` runs each server under cProfile and prints where its time went,
 grouped by package, and the functions that cost most.
@@ -41,6 +44,7 @@ import time
 from pathlib import Path
 
 MESSAGE = "m" * 90 + "0123456789"
+ERLANG_START = Path(__file__).resolve().parent / "peers" / "erlang" / "start.sh"
 ENV = {"MALLOC_MMAP_THRESHOLD_": "524288", "MALLOC_TRIM_THRESHOLD_": "1048576"}
 
 
@@ -116,6 +120,7 @@ class Budget:
         self.failed: asyncio.Future[None] = loop.create_future()
         self.drained: asyncio.Future[None] | None = None
         self.idle: list[Client] = []
+        self.transports: list[asyncio.BaseTransport] = []  # every connection, to close at the end
 
     def allow(self, n: float, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         """Allow ``n`` more requests; the future is done once all of them are answered."""
@@ -128,12 +133,19 @@ class Budget:
 
 
 class Client(asyncio.Protocol):
-    """One keep-alive connection: a POST, wait for the whole answer, the next POST."""
+    """One keep-alive connection: a POST, wait for the whole answer, the next POST.
 
-    def __init__(self, request: bytes, budget: Budget) -> None:
+    A server that closes a connection after an answer saying ``Connection:
+    close`` (cowboy 1.0 does after 100 requests) gets a new one, as a
+    browser's XHR would open.
+    """
+
+    def __init__(self, request: bytes, budget: Budget, port: int) -> None:
         self.request = request
         self.budget = budget
+        self.port = port
         self.buffer = b""
+        self.closing = False
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -163,6 +175,8 @@ class Client(asyncio.Protocol):
             for line in head.split(b"\r\n")[1:]:
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
+                elif line.lower() == b"connection: close":
+                    self.closing = True
             if len(buffer) < end + 4 + length:
                 break
             if head[9:12] not in (b"200", b"204"):
@@ -171,15 +185,34 @@ class Client(asyncio.Protocol):
             buffer = buffer[end + 4 + length :]
             self.budget.answered += 1
             self.budget.outstanding -= 1
+            if self.closing:
+                return  # the next request goes on a new connection
             self.send()
         self.buffer = buffer
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(ConnectionError(f"closed: {exc}"))
+        if not self.closing or self.budget.failed.done():
+            self._fail(ConnectionError(f"closed: {exc}"))
+            return
+        task = asyncio.get_running_loop().create_task(self._reopen())
+        _REOPENING.add(task)
+        task.add_done_callback(_REOPENING.discard)
+
+    async def _reopen(self) -> None:
+        try:
+            transport, _ = await asyncio.get_running_loop().create_connection(
+                lambda: Client(self.request, self.budget, self.port), "127.0.0.1", self.port
+            )
+            self.budget.transports.append(transport)
+        except OSError as exc:
+            self._fail(exc)
 
     def _fail(self, exc: Exception) -> None:
         if not self.budget.failed.done():
             self.budget.failed.set_exception(exc)
+
+
+_REOPENING: set[asyncio.Task[None]] = set()
 
 
 def _request(method: str, cookie: str | None, body: bytes = b"") -> bytes:
@@ -218,16 +251,15 @@ def _cpu_ns(pid: int) -> int:
     return total
 
 
-async def _connect(port: int, clients: int, budget: Budget) -> list[asyncio.BaseTransport]:
+async def _connect(port: int, clients: int, budget: Budget, sessions: bool = True) -> None:
     loop = asyncio.get_running_loop()
-    transports = []
     for _ in range(clients):
-        request = _request("POST", await _cookie(port), MESSAGE.encode())
+        cookie = await _cookie(port) if sessions else None
+        request = _request("POST", cookie, MESSAGE.encode())
         transport, _ = await loop.create_connection(
-            lambda request=request: Client(request, budget), "127.0.0.1", port
+            lambda request=request: Client(request, budget, port), "127.0.0.1", port
         )
-        transports.append(transport)
-    return transports
+        budget.transports.append(transport)
 
 
 async def _until(budget: Budget, future: asyncio.Future[None], timeout: float | None) -> None:
@@ -244,14 +276,14 @@ async def drive(port: int, pid: int, args: argparse.Namespace) -> dict[str, floa
     loop = asyncio.get_running_loop()
     budget = Budget(loop)
     never = loop.create_future()
-    transports = await _connect(port, args.clients, budget)
+    await _connect(port, args.clients, budget, args.sessions)
     await _until(budget, never, args.warmup)
     start_n, start_cpu, start_t = budget.answered, _cpu_ns(pid), time.perf_counter()
     await _until(budget, never, args.duration)
     n, cpu = budget.answered - start_n, _cpu_ns(pid) - start_cpu
     elapsed = time.perf_counter() - start_t
     budget.failed.cancel()  # the connections' ends from here on are ours
-    for transport in transports:
+    for transport in budget.transports:
         transport.close()
     return {
         "rate": n / elapsed,
@@ -265,13 +297,13 @@ async def count_instructions(port: int, pid: int, args: argparse.Namespace, out:
     loop = asyncio.get_running_loop()
     budget = Budget(loop)
     budget.left = 0
-    transports = await _connect(port, args.clients, budget)
+    await _connect(port, args.clients, budget)
     await _until(budget, budget.allow(args.clients * 20, loop), None)
     await _callgrind_control("-z", pid)
     await _until(budget, budget.allow(args.requests, loop), None)
     await _callgrind_control("-d", pid)
     budget.failed.cancel()
-    for transport in transports:
+    for transport in budget.transports:
         transport.close()
     total = 0
     for path in Path(out).parent.glob(Path(out).name + "*"):
@@ -307,6 +339,9 @@ def measure(
 ) -> dict[str, float]:
     port = _free_port()
     cmd = [*_pinned(0), sys.executable, __file__, "--serve", system, "--port", str(port)]
+    args.sessions = system != "erlang"  # the original Bullet has none: no cookie to fetch
+    if system == "erlang":
+        cmd = [*_pinned(0), str(ERLANG_START), "--host", "127.0.0.1", "--port", str(port)]
     if callgrind:
         cmd[len(_pinned(0)) : len(_pinned(0))] = [
             "valgrind",
@@ -319,7 +354,8 @@ def measure(
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, env={**os.environ, **ENV})
     try:
         assert server.stdout is not None
-        if server.stdout.readline().strip() != b"ready":
+        line = server.stdout.readline()
+        if line.strip() != b"ready" and not line.startswith(b"listening on "):
             raise RuntimeError(f"{system} did not start")
         # taskset and valgrind exec the server: its pid is the server's
         if callgrind:
@@ -402,7 +438,7 @@ def main() -> None:
     systems = args.systems.split(",")
     if args.callgrind:
         print(f"{args.clients} clients, user-space instructions per request over {args.requests}")
-        for system in systems:
+        for system in (s for s in systems if s != "erlang"):
             with tempfile.TemporaryDirectory() as tmp:
                 per = measure(system, args, callgrind=str(Path(tmp) / "callgrind.out"))
             print(f"{system:<10}{per['instructions']:>14,.0f}")
@@ -421,7 +457,7 @@ def main() -> None:
         rate, cost, cpu = median("rate"), median("us_per_request"), median("cpu")
         print(f"{system:<10}{rate:>10,.0f}{cost:>16.1f}{cpu:>12.2f}")
     if args.profile:
-        for system in systems:
+        for system in (s for s in systems if s != "erlang"):
             with tempfile.TemporaryDirectory() as tmp:
                 path = str(Path(tmp) / "profile")
                 measure(system, args, path)

@@ -311,13 +311,13 @@ class BulletEndpoint:
         remote = request.remote
         if (
             remote is None
+            or remote not in self.trusted_proxies
             or not (
                 "Forwarded" in headers
                 or "X-Forwarded-For" in headers
                 or "X-Forwarded-Proto" in headers
                 or "X-Forwarded-Host" in headers
             )
-            or remote not in self.trusted_proxies
         ):
             # What resolve() answers a direct client: nothing forwarded to parse.
             # The same few answers again and again (Peer is immutable): made once.
