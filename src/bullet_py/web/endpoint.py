@@ -41,6 +41,9 @@ CORS_ALLOW_HEADERS = (
     "Content-Type, X-Socket-Transport, X-Requested-With, X-Bullet-Tab, X-Bullet-Seen"
 )
 
+# Remembered answers are kept only for short header values: real ones are.
+_MEMO_LENGTH = 512
+
 #: ``authorize(request) -> identity``, plain or async: runs on every request that
 #: would create or use a session, before any exists. It returns the identity
 #: (any value but None), or refuses: raises :class:`bullet_py.Refused`, or
@@ -324,9 +327,11 @@ class BulletEndpoint:
             key = (request.scheme, headers.get("Host", ""), remote)
             peer = self._direct.get(key)
             if peer is None:
-                if len(self._direct) >= 1024:
-                    self._direct.clear()
-                peer = self._direct[key] = Peer(*key)
+                peer = Peer(*key)
+                if len(key[1]) <= _MEMO_LENGTH:
+                    if len(self._direct) >= 1024:
+                        self._direct.clear()
+                    self._direct[key] = peer
             return peer
         return resolve(
             peer=remote,
@@ -391,9 +396,10 @@ class BulletEndpoint:
                 allowed=opts.allowed_origins,
                 allow_missing=opts.allow_missing_origin,
             )
-            if len(self._origins) >= 1024:
-                self._origins.clear()  # many origins: an attacker's, not worth keeping
-            self._origins[key] = allowed
+            if len(origin) + len(peer.host) <= _MEMO_LENGTH:
+                if len(self._origins) >= 1024:
+                    self._origins.clear()  # many origins: an attacker's, not worth keeping
+                self._origins[key] = allowed
         return allowed
 
     async def _authorize(self, request: web.Request, unread_body: bool) -> Any:
