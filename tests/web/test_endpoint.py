@@ -111,6 +111,23 @@ async def test_cross_origin_post_is_403_and_the_handler_is_not_called(aiohttp_cl
     assert events == []
 
 
+async def test_an_origin_verdict_is_for_its_own_host_scheme_and_fetch_site(aiohttp_client):
+    """Verdicts are remembered per (Origin, Sec-Fetch-Site, scheme, Host): never lent to another."""
+    app, _ = make_app(allowed_hosts=["a.example", "b.example"])
+    client = await aiohttp_client(app)
+
+    async def status(host: str, **more: str) -> int:
+        headers = {**POST_HEADERS, "Host": host, "Origin": "http://a.example", **more}
+        async with client.post("/bullet", data=b"x", headers=headers) as resp:
+            return resp.status
+
+    for _ in range(2):  # the second round answers from what the first remembered
+        assert await status("a.example") == 200
+        assert await status("b.example") == 403
+        assert await status("a.example", **{"Sec-Fetch-Site": "cross-site"}) == 403
+        assert await status("a.example", **{"X-Forwarded-Proto": "https"}) == 403
+
+
 async def test_cross_origin_get_is_403_and_dequeues_nothing(aiohttp_client):
     app, endpoint = make_app(poll_timeout=30)
     client = await aiohttp_client(app)

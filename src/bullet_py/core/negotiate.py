@@ -45,6 +45,16 @@ class Decision:
 
 ALLOW_HEADER = "GET, POST"
 
+# Decisions are immutable: made once, not per request.
+_WEBSOCKET = Decision(Transport.WEBSOCKET)
+_EVENTSOURCE = Decision(Transport.EVENTSOURCE)
+_POLL = Decision(Transport.POLL)
+_SEND = Decision(Transport.SEND)
+_PREFLIGHT = Decision(Transport.PREFLIGHT)
+_REJECT_405 = Decision(Transport.REJECT, 405)
+_REJECT_406 = Decision(Transport.REJECT, 406)
+_REJECT_501 = Decision(Transport.REJECT, 501)
+
 
 def accepts_event_stream(accept: str) -> bool:
     """True when an ``Accept`` value lists ``text/event-stream`` (any case, any q)."""
@@ -74,22 +84,14 @@ def select_transport(
     upgrade = headers.get("Upgrade")
     if upgrade is not None:
         if is_websocket_upgrade(upgrade) and method == "GET":
-            if not websocket:
-                return Decision(Transport.REJECT, 501)
-            return Decision(Transport.WEBSOCKET)
-        return Decision(Transport.REJECT, 501)
+            return _WEBSOCKET if websocket else _REJECT_501
+        return _REJECT_501
+    if method == "POST":
+        return _SEND if polling or eventsource else _REJECT_405
     if method == "GET":
         if accepts_event_stream(headers.get("Accept", "")):
-            if not eventsource:
-                return Decision(Transport.REJECT, 406)
-            return Decision(Transport.EVENTSOURCE)
-        if not polling:
-            return Decision(Transport.REJECT, 405)
-        return Decision(Transport.POLL)
-    if method == "POST":
-        if not (polling or eventsource):
-            return Decision(Transport.REJECT, 405)
-        return Decision(Transport.SEND)
+            return _EVENTSOURCE if eventsource else _REJECT_406
+        return _POLL if polling else _REJECT_405
     if method == "OPTIONS":
-        return Decision(Transport.PREFLIGHT)
-    return Decision(Transport.REJECT, 405)
+        return _PREFLIGHT
+    return _REJECT_405

@@ -25,8 +25,13 @@ def max_utf8_bytes(max_units: int) -> int:
     return 3 * max_units + 4
 
 
-def xhr_body(message: str) -> bytes:
-    """An XHR answer body: the browser strips one leading BOM, so add one back."""
+def xhr_text(message: str) -> str:
+    """An XHR answer's text: the browser strips one leading BOM, so add one back."""
     if message.startswith(BOM):
-        message = BOM + message
-    return message.encode("utf-8")
+        return BOM + message
+    return message
+
+
+def xhr_body(message: str) -> bytes:
+    """An XHR answer body: :func:`xhr_text` in UTF-8."""
+    return xhr_text(message).encode("utf-8")

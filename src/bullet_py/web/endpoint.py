@@ -41,6 +41,9 @@ CORS_ALLOW_HEADERS = (
     "Content-Type, X-Socket-Transport, X-Requested-With, X-Bullet-Tab, X-Bullet-Seen"
 )
 
+# Remembered answers are kept only for short header values: real ones are.
+_MEMO_LENGTH = 512
+
 #: ``authorize(request) -> identity``, plain or async: runs on every request that
 #: would create or use a session, before any exists. It returns the identity
 #: (any value but None), or refuses: raises :class:`bullet_py.Refused`, or
@@ -76,6 +79,9 @@ class BulletEndpoint:
         )
         self._loopback: dict[object, bool] = {}  # local socket address -> is loopback
         self._hosts: dict[tuple[str, bool], bool] = {}  # (Host, loopback) -> served
+        self._direct: dict[tuple[str, str, str | None], Peer] = {}  # peers not forwarded
+        # (Origin, Sec-Fetch-Site, scheme, Host) -> allowed
+        self._origins: dict[tuple[str, str | None, str, str], bool] = {}
         self.post_limits = (
             limiter(opts.post_rate_per_session),
             limiter(opts.post_rate_per_address),
@@ -306,15 +312,37 @@ class BulletEndpoint:
         except ProtocolError as refused:
             self.hub.recorder.refused(refused.status_hint, refused.reason or refused.event or "-")
             response = await _refusal(request, transport, refused, peer.client)
-        if not response.prepared:
-            response.headers.update(self.cors_headers(request))
+        if opts.allowed_origins is not None and not response.prepared:
+            response.headers.update(self.cors_headers(request))  # none without an allow-list
         return response
 
     def resolve_peer(self, request: web.Request) -> Peer:
         """The scheme, host and client address, believing a trusted proxy's headers."""
         headers = request.headers
+        remote = request.remote
+        if (
+            remote is None
+            or remote not in self.trusted_proxies
+            or not (
+                "Forwarded" in headers
+                or "X-Forwarded-For" in headers
+                or "X-Forwarded-Proto" in headers
+                or "X-Forwarded-Host" in headers
+            )
+        ):
+            # What resolve() answers a direct client: nothing forwarded to parse.
+            # The same few answers again and again (Peer is immutable): made once.
+            key = (request.scheme, headers.get("Host", ""), remote)
+            peer = self._direct.get(key)
+            if peer is None:
+                peer = Peer(*key)
+                if len(key[1]) <= _MEMO_LENGTH:
+                    if len(self._direct) >= 1024:
+                        self._direct.clear()
+                    self._direct[key] = peer
+            return peer
         return resolve(
-            peer=request.remote,
+            peer=remote,
             scheme=request.scheme,
             host=headers.get("Host", ""),
             trusted=self.trusted_proxies,
@@ -350,13 +378,37 @@ class BulletEndpoint:
         return served
 
     def _origin_ok(self, request: web.Request, peer: Peer, origin: str | None) -> bool:
-        return origin_allowed(
-            origin,
-            sec_fetch_site=request.headers.get("Sec-Fetch-Site"),
-            own=None if origin is None else own_origin(peer.scheme, peer.host),
-            allowed=self.options.allowed_origins,
-            allow_missing=self.options.allow_missing_origin,
-        )
+        """The request comes from this endpoint's own origin or an allowed one.
+
+        A browser sends ``Origin`` on every ``POST``, its own page's too: the
+        verdict on (origin, Sec-Fetch-Site, scheme, host) is remembered, since
+        parsing two origins costs more than the rest of the checks.
+        """
+        sec_fetch_site = request.headers.get("Sec-Fetch-Site")
+        opts = self.options
+        if origin is None:
+            return origin_allowed(
+                None,
+                sec_fetch_site=sec_fetch_site,
+                own=None,
+                allowed=opts.allowed_origins,
+                allow_missing=opts.allow_missing_origin,
+            )
+        key = (origin, sec_fetch_site, peer.scheme, peer.host)
+        allowed = self._origins.get(key)
+        if allowed is None:
+            allowed = origin_allowed(
+                origin,
+                sec_fetch_site=sec_fetch_site,
+                own=own_origin(peer.scheme, peer.host),
+                allowed=opts.allowed_origins,
+                allow_missing=opts.allow_missing_origin,
+            )
+            if len(origin) + len(peer.host) <= _MEMO_LENGTH:
+                if len(self._origins) >= 1024:
+                    self._origins.clear()  # many origins: an attacker's, not worth keeping
+                self._origins[key] = allowed
+        return allowed
 
     async def _authorize(self, request: web.Request, unread_body: bool) -> Any:
         """Run the application's hook: its identity, or a refusal (nothing exists yet).

@@ -70,7 +70,10 @@ class Exchange:
         # How many messages the client received in its session, if it counts
         # (the project's bullet.js): a header, or the query where a request
         # cannot carry headers (WebSocket and EventSource in a browser).
-        self.seen = _count(request.headers.get("X-Bullet-Seen") or request.query.get("bullet_seen"))
+        seen = request.headers.get("X-Bullet-Seen")
+        if not seen and "?" in request.raw_path:  # parse a query only when there is one
+            seen = request.query.get("bullet_seen")
+        self.seen = _count(seen)
 
     @property
     def secure(self) -> bool:
@@ -100,7 +103,9 @@ def tab_id(request: web.Request) -> str | None:
     ``X-Bullet-Tab`` on polls and POSTs; ``bullet_tab`` in the query of an
     EventSource URL, which cannot carry headers.
     """
-    tab = request.headers.get("X-Bullet-Tab") or request.query.get("bullet_tab")
+    tab = request.headers.get("X-Bullet-Tab")
+    if not tab and "?" in request.raw_path:  # parse a query only when there is one
+        tab = request.query.get("bullet_tab")
     if tab and 8 <= len(tab) <= 64 and _TAB_CHARS.issuperset(tab):
         return tab
     return None
@@ -116,15 +121,30 @@ def read_cookie(request: web.Request, name: str) -> str | None:
     header = request.headers.get("Cookie")
     if header is None or name not in header:
         return None
+    key = (header, name)
+    try:
+        return _COOKIES[key]  # a keep-alive client sends the same header every time
+    except KeyError:
+        pass
     if '"' not in header:
         value = None
         for part in header.split(";"):
-            key, sep, rest = part.partition("=")
-            if key.strip() == name:
+            part_name, sep, rest = part.partition("=")
+            if part_name.strip() == name:
                 value = rest.strip() if sep else ""
         if value is None or _TOKEN_CHARS.issuperset(value):
+            if len(header) <= _COOKIE_MEMO_LENGTH:
+                if len(_COOKIES) >= _COOKIE_MEMO_SIZE:
+                    _COOKIES.clear()  # many headers: not worth keeping
+                _COOKIES[key] = value
             return value
     return request.cookies.get(name)
+
+
+# What read_cookie found in a Cookie header (short ones only), so that it reads each once.
+_COOKIES: dict[tuple[str, str], str | None] = {}
+_COOKIE_MEMO_SIZE = 1024
+_COOKIE_MEMO_LENGTH = 512
 
 
 class Services(Protocol):

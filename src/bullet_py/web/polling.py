@@ -19,18 +19,19 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from ..backends.base import Located, Placement, SessionStore
 from ..connection import Connection
 from ..core.negotiate import Transport
-from ..core.text import TEXT_CONTENT_TYPE, exceeds, max_utf8_bytes, xhr_body
+from ..core.text import TEXT_CONTENT_TYPE, exceeds, max_utf8_bytes, xhr_body, xhr_text
 from ..exceptions import BackendError, ProtocolError, SessionNotFound
 from ..logs import Recorder, first_time, log_event, session_hash
 from ..registry import new_session_id
 from .exchange import Exchange, Services, client_address
 
 _WRITE_ERRORS = (ConnectionError, RuntimeError)
+_MEDIA_TYPE, _CHARSET = TEXT_CONTENT_TYPE.split("; charset=")  # a POST's answer is this text
 
 
 class _Elsewhere:
@@ -234,26 +235,26 @@ async def serve_send(endpoint: Services, exchange: Exchange) -> web.StreamRespon
     opts = endpoint.options
     request = exchange.request
     _check_rate(endpoint, exchange)
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding != "identity":
+    encoding = request.headers.get("Content-Encoding")
+    if encoding is not None and encoding.strip().lower() != "identity":
         raise _refused(415, "bad_body", "content_encoding")
     limit = max_utf8_bytes(opts.max_message_size)
     declared = request.content_length
     if declared is not None and declared > limit:
         raise _refused(413, "too_big", "content_length", length=declared)
-    chunks: list[bytes] = []
-    size = 0
+    content = request.content
+    if content.is_eof():
+        # The whole body came with the headers (as a small POST's does): it is
+        # all buffered, so take it without a timer or an iterator.
+        body = content.read_nowait()
+        size = len(body)
+        if size > limit:
+            raise _refused(413, "too_big", "body", length=size)
+    else:
+        body = await _read_body(content, limit, opts.body_timeout)
+        size = len(body)
     try:
-        async with asyncio.timeout(opts.body_timeout):
-            async for chunk in request.content.iter_any():
-                size += len(chunk)
-                if size > limit:
-                    raise _refused(413, "too_big", "body", length=size)
-                chunks.append(chunk)
-    except TimeoutError:
-        raise _refused(408, "slow_body", "body_timeout", length=size) from None
-    try:
-        text = b"".join(chunks).decode("utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolError(
             "body is not UTF-8",
@@ -269,7 +270,10 @@ async def serve_send(endpoint: Services, exchange: Exchange) -> web.StreamRespon
         return web.Response(status=204)  # an empty message cannot travel by POST
     recorder = endpoint.hub.recorder
     recorder.message_in("send")
-    found = await _live_session(endpoint, exchange)
+    live = endpoint.registry.get(exchange.session_id)  # the common case, without a coroutine
+    found = (
+        live if live is not None and not live.closed else await _live_session(endpoint, exchange)
+    )
     if isinstance(found, _Elsewhere):
         try:
             return _send_reply(await found.handle_message(text), recorder)
@@ -292,6 +296,22 @@ async def serve_send(endpoint: Services, exchange: Exchange) -> web.StreamRespon
     else:
         reply = await found.handle_message(text)
     return _send_reply(reply, recorder)
+
+
+async def _read_body(content: StreamReader, limit: int, timeout: float) -> bytes:
+    """The body as it arrives: at most ``limit`` bytes, within ``timeout`` seconds."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    raise _refused(413, "too_big", "body", length=size)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise _refused(408, "slow_body", "body_timeout", length=size) from None
+    return b"".join(chunks)
 
 
 def _refused(status: int, event: str, reason: str, *, length: int = 0) -> ProtocolError:
@@ -329,6 +349,5 @@ def _send_reply(reply: str | None, recorder: Recorder) -> web.Response:
     if not reply:
         return web.Response(status=204)
     recorder.message_out("send")
-    return web.Response(
-        status=200, body=xhr_body(reply), headers={"Content-Type": TEXT_CONTENT_TYPE}
-    )
+    # Content type and charset as arguments: aiohttp's quickest way to the same header.
+    return web.Response(text=xhr_text(reply), content_type=_MEDIA_TYPE, charset=_CHARSET)
