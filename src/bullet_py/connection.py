@@ -121,9 +121,39 @@ class _ParkedPoll:
 
 
 class Connection:
-    """A live session, as the handler and the rest of the program see it."""
+    """A live session, as the handler and the rest of the program see it.
 
-    recorder: Recorder = NO_RECORDER  # the endpoint's, for metrics (see bullet_py.metrics)
+    Slotted, and what most sessions never use (the application's ``state``,
+    ``groups``, the lane's lock) is made on first use: a server holds one per
+    client (docs/benchmarks.md, "Memory per connection"). ``__dict__`` stays,
+    empty unless the application sets attributes of its own on a session.
+    """
+
+    __slots__ = (
+        "__dict__",
+        "_groups",
+        "_host",
+        "_hub",
+        "_lane",
+        "_message_timeout",
+        "_options",
+        "_released",
+        "_state",
+        "_waiters",
+        "address",
+        "core",
+        "handler",
+        "holder",
+        "identity",
+        "last_active",
+        "on_queued",
+        "on_wake",
+        "recorder",
+        "request",
+        "session_id",
+        "store",
+        "store_queue",
+    )
 
     def __init__(
         self,
@@ -146,14 +176,14 @@ class Connection:
         # created the session (None without a hook). Later requests are
         # checked by the hook again but do not change it.
         self.identity: Any = identity
-        self.state: dict[str, Any] = {}  # the application's, per session
-        self.groups: set[str] = set()
+        self.recorder: Recorder = NO_RECORDER  # the endpoint's, for metrics (bullet_py.metrics)
+        self._state: dict[str, Any] | None = None  # see the state property
+        self._groups: set[str] | None = None
         self.core = SessionCore(
             transport,
             Outbox(options.outbox_max_messages, options.outbox_max_chars),
             options.overflow,
         )
-        self.outbox = self.core.outbox
         self.last_active = time.monotonic()
         # The store that knows this session (see share()); a shared store may
         # also hold its queue (store_queue): pushes go there, any process's poll takes.
@@ -163,6 +193,9 @@ class Connection:
         # (the WebSocket): called instead of waking wait_outgoing() callers
         # when a message is queued. It calls wake_writer() for what it leaves.
         self.on_queued: Callable[[], None] | None = None
+        # Set by a transport that starts its writer only when there is work for
+        # it (the WebSocket): called whenever wait_outgoing() callers are woken.
+        self.on_wake: Callable[[], None] | None = None
         self._hub = hub
         self._options = options
         self._host = registry
@@ -172,14 +205,39 @@ class Connection:
             None if getattr(handler, "bounds_its_calls", False) else options.handler_timeout
         )
         self._waiters: list[asyncio.Future[None]] = []  # wait_outgoing() callers
-        self._lane = asyncio.Lock()
+        self._lane: asyncio.Lock | None = None  # made by the first handler call
         self.holder: Holder | None = None  # the stream holding the session, if it says
-        self._released: list[asyncio.Future[None]] = []  # wait_released() callers
+        self._released: list[asyncio.Future[None]] | None = None  # take_over() callers
 
     def __repr__(self) -> str:
         return f"<Connection {session_hash(self.session_id)} {self.transport.value}>"
 
     # --- what handlers and the program use ---------------------------------
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The application's own data, per session (made on first use)."""
+        state = self._state
+        if state is None:
+            state = self._state = {}
+        return state
+
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        self._state = value
+
+    @property
+    def groups(self) -> set[str]:
+        """The groups the session has joined (kept by the registry)."""
+        groups = self._groups
+        if groups is None:
+            groups = self._groups = set()
+        return groups
+
+    @property
+    def outbox(self) -> Outbox:
+        """The session's outbound queue."""
+        return self.core.outbox
 
     @property
     def hub(self) -> Pushes:
@@ -278,7 +336,7 @@ class Connection:
         self.holder = None
         self.touch()
         if self._released:
-            released, self._released = self._released, []
+            released, self._released = self._released, None
             for future in released:
                 if not future.done():
                     future.set_result(None)
@@ -298,15 +356,18 @@ class Connection:
         if self.holder is not None:
             self.holder.drop()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._released.append(future)
+        if self._released is None:
+            self._released = []
+        released = self._released
+        released.append(future)
         try:
             async with asyncio.timeout(timeout):
                 await future
         except TimeoutError:
             return False
         finally:
-            if future in self._released:
-                self._released.remove(future)
+            if future in released:
+                released.remove(future)
         return not self.core.held and not self.core.closing
 
     def refuse_streams(self) -> None:
@@ -333,7 +394,10 @@ class Connection:
         """Give one client message to the handler; its reply, or None."""
         # acquire()/release() rather than ``async with``: two coroutines fewer
         # on the path of every message.
-        await self._lane.acquire()
+        lane = self._lane
+        if lane is None:
+            lane = self._lane = asyncio.Lock()
+        await lane.acquire()
         try:
             if self.core.closing:
                 return None
@@ -343,14 +407,17 @@ class Connection:
                 self.handler.on_message, (self, message), self._message_timeout
             )
         finally:
-            self._lane.release()
+            lane.release()
         if result is None or type(result) is str:
             return result  # (None, False) for a failed call: nothing to send
         return _as_reply(result, "on_message")
 
     async def handle_info(self, info: Any) -> None:
         """Give a program payload to ``on_info`` and push what it returns."""
-        async with self._lane:
+        lane = self._lane
+        if lane is None:
+            lane = self._lane = asyncio.Lock()
+        async with lane:
             if self.core.closing:
                 return
             result, ok = await self._call(self.handler.on_info, (self, info))
@@ -473,7 +540,9 @@ class Connection:
         )
 
     def _wake(self) -> None:
-        """Release every wait_outgoing() caller."""
+        """Release every wait_outgoing() caller (and start a transport's writer)."""
+        if self.on_wake is not None:
+            self.on_wake()
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:

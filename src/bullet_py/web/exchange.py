@@ -100,7 +100,9 @@ def tab_id(request: web.Request) -> str | None:
     ``X-Bullet-Tab`` on polls and POSTs; ``bullet_tab`` in the query of an
     EventSource URL, which cannot carry headers.
     """
-    tab = request.headers.get("X-Bullet-Tab") or request.query.get("bullet_tab")
+    tab = request.headers.get("X-Bullet-Tab")
+    if not tab and "bullet_tab" in request.raw_path:  # the query is parsed (and kept) only then
+        tab = request.query.get("bullet_tab")
     if tab and 8 <= len(tab) <= 64 and _TAB_CHARS.issuperset(tab):
         return tab
     return None
