@@ -124,7 +124,7 @@ class Connection:
     """A live session, as the handler and the rest of the program see it.
 
     Slotted, and what most sessions never use (the application's ``state``,
-    ``groups``, the lane's lock) is made on first use: a server holds one per
+    ``groups``, the lane's waiting list) is made on first use: a server holds one per
     client (docs/benchmarks.md, "Memory per connection"). ``__dict__`` stays,
     empty unless the application sets attributes of its own on a session.
     """
@@ -134,7 +134,8 @@ class Connection:
         "_groups",
         "_host",
         "_hub",
-        "_lane",
+        "_lane_busy",
+        "_lane_waiters",
         "_message_timeout",
         "_options",
         "_released",
@@ -148,6 +149,7 @@ class Connection:
         "last_active",
         "on_queued",
         "on_wake",
+        "outbox",
         "recorder",
         "request",
         "session_id",
@@ -184,6 +186,7 @@ class Connection:
             Outbox(options.outbox_max_messages, options.outbox_max_chars),
             options.overflow,
         )
+        self.outbox = self.core.outbox
         self.last_active = time.monotonic()
         # The store that knows this session (see share()); a shared store may
         # also hold its queue (store_queue): pushes go there, any process's poll takes.
@@ -205,7 +208,9 @@ class Connection:
             None if getattr(handler, "bounds_its_calls", False) else options.handler_timeout
         )
         self._waiters: list[asyncio.Future[None]] = []  # wait_outgoing() callers
-        self._lane: asyncio.Lock | None = None  # made by the first handler call
+        # The lane runs handler calls one at a time, in arrival order.
+        self._lane_busy = False
+        self._lane_waiters: list[asyncio.Future[None]] | None = None
         self.holder: Holder | None = None  # the stream holding the session, if it says
         self._released: list[asyncio.Future[None]] | None = None  # take_over() callers
 
@@ -233,11 +238,6 @@ class Connection:
         if groups is None:
             groups = self._groups = set()
         return groups
-
-    @property
-    def outbox(self) -> Outbox:
-        """The session's outbound queue."""
-        return self.core.outbox
 
     @property
     def hub(self) -> Pushes:
@@ -392,35 +392,39 @@ class Connection:
 
     async def handle_message(self, message: str) -> str | None:
         """Give one client message to the handler; its reply, or None."""
-        # acquire()/release() rather than ``async with``: two coroutines fewer
-        # on the path of every message.
-        lane = self._lane
-        if lane is None:
-            lane = self._lane = asyncio.Lock()
-        await lane.acquire()
+        # An uncontended lane is a flag, taken with no await: a lock would
+        # cost two calls (and a coroutine) on the path of every message.
+        if self._lane_busy:
+            await self._wait_lane()
+        else:
+            self._lane_busy = True
         try:
-            if self.core.closing:
+            core = self.core
+            if core.closing:
                 return None
-            self.core.heard_from = True
-            self.touch()
+            core.heard_from = True
+            self.last_active = time.monotonic()  # touch()
             result, _ = await self._call(
                 self.handler.on_message, (self, message), self._message_timeout
             )
         finally:
-            lane.release()
+            self._leave_lane()
         if result is None or type(result) is str:
             return result  # (None, False) for a failed call: nothing to send
         return _as_reply(result, "on_message")
 
     async def handle_info(self, info: Any) -> None:
         """Give a program payload to ``on_info`` and push what it returns."""
-        lane = self._lane
-        if lane is None:
-            lane = self._lane = asyncio.Lock()
-        async with lane:
+        if self._lane_busy:
+            await self._wait_lane()
+        else:
+            self._lane_busy = True
+        try:
             if self.core.closing:
                 return
             result, ok = await self._call(self.handler.on_info, (self, info))
+        finally:
+            self._leave_lane()
         if not ok:
             return
         reply = _as_reply(result, "on_info")
@@ -521,6 +525,32 @@ class Connection:
             await self._call(self.handler.on_close, (self,))
 
     # --- internals ---------------------------------------------------------
+
+    async def _wait_lane(self) -> None:
+        """Wait for the lane, in arrival order; it is handed over already taken."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._lane_waiters
+        if waiters is None:
+            waiters = self._lane_waiters = []
+        waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._leave_lane()  # handed the lane, cancelled before using it: pass it on
+            elif future in waiters:
+                waiters.remove(future)
+            raise
+
+    def _leave_lane(self) -> None:
+        """Hand the lane to the oldest caller still waiting, or free it."""
+        waiters = self._lane_waiters
+        while waiters:
+            future = waiters.pop(0)
+            if not future.done():
+                future.set_result(None)
+                return
+        self._lane_busy = False
 
     def _queued(self) -> None:
         if self.on_queued is not None:

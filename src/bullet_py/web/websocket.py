@@ -220,13 +220,14 @@ async def _read_forever(
     without a close frame (a reset, a cut, a dead peer), or a write to it failed.
     """
     recorder = conn.recorder
+    core = conn.core  # core.closing is conn.closed, without the property's call
     turn = 0
-    while not conn.closed:
+    while not core.closing:
         turn += 1
         if turn >= _FRAMES_PER_TURN:
             turn = 0
             await asyncio.sleep(0)  # fairness: see _FRAMES_PER_TURN
-            if conn.closed:
+            if core.closing:
                 return False
         try:
             msg = await ws.receive(timeout=idle_timeout)
@@ -265,13 +266,14 @@ async def _read_forever(
                 return False
             recorder.message_in("websocket")
             reply = await conn.handle_message(data)
-            if reply is None or conn.closed:
+            if reply is None or core.closing:
                 continue
             if conn.outbox:
                 conn.send(reply)
                 continue
             # Nothing queued ahead of it: write the reply here, saving a task switch.
-            conn.core.sent_directly(reply)
+            if core.replay is not None:
+                core.sent_directly(reply)
             try:
                 transport = request.transport
                 if (
