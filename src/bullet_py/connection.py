@@ -404,9 +404,16 @@ class Connection:
                 return None
             core.heard_from = True
             self.last_active = time.monotonic()  # touch()
-            result, _ = await self._call(
-                self.handler.on_message, (self, message), self._message_timeout
-            )
+            callback = self.handler.on_message
+            try:
+                # _call's work, inlined: a coroutine fewer on the path of every message.
+                if self.recorder.times_handlers:
+                    result = await self._timed(callback, (self, message), self._message_timeout)
+                else:
+                    result = await call_bounded(callback, (self, message), self._message_timeout)
+            except (CallbackTimeout, CallbackFailed) as failed:
+                self._failed(callback, failed)
+                return None
         finally:
             self._leave_lane()
         if result is None or type(result) is str:
@@ -592,21 +599,28 @@ class Connection:
             if self.recorder.times_handlers:
                 return await self._timed(callback, args, timeout), True
             return await call_bounded(callback, args, timeout), True
-        except CallbackTimeout:
+        except (CallbackTimeout, CallbackFailed) as failed:
+            self._failed(callback, failed)
+        return None, False
+
+    def _failed(
+        self, callback: Callable[..., Any], failed: CallbackTimeout | CallbackFailed
+    ) -> None:
+        """Log a handler callback that timed out or raised."""
+        if isinstance(failed, CallbackTimeout):
             log_event(
                 logging.ERROR,
                 "handler_timeout",
                 callback=getattr(callback, "__name__", "callback"),
                 session=session_hash(self.session_id),
             )
-        except CallbackFailed as failed:
+        else:
             logger.error(
                 "handler %s failed in session %s",
                 getattr(callback, "__name__", "callback"),
                 session_hash(self.session_id),
                 exc_info=failed.original,
             )
-        return None, False
 
     async def _timed(
         self, callback: Callable[..., Any], args: tuple[Any, ...], timeout: float | None

@@ -19,7 +19,7 @@ from ..core.negotiate import Transport
 from ..core.ratelimit import MessageBudget, Spend
 from ..core.text import exceeds, max_utf8_bytes
 from ..exceptions import ProtocolError
-from ..logs import log_event, reject, session_hash
+from ..logs import NO_RECORDER, log_event, reject, session_hash
 from .exchange import Exchange, Services
 from .liveness import answered
 from .resume import begin_counting, plan_stream
@@ -220,7 +220,9 @@ async def _read_forever(
     without a close frame (a reset, a cut, a dead peer), or a write to it failed.
     """
     recorder = conn.recorder
+    counting = recorder is not NO_RECORDER  # the no-op's calls skipped, per message
     core = conn.core  # core.closing is conn.closed, without the property's call
+    limited = budget.messages is not None or budget.control is not None
     turn = 0
     while not core.closing:
         turn += 1
@@ -241,7 +243,9 @@ async def _read_forever(
                 heard.set_result(None)
         kind = msg.type
         spent = (
-            budget.control_frame(time.monotonic())
+            Spend.OK
+            if not limited
+            else budget.control_frame(time.monotonic())
             if kind is WSMsgType.PING
             else budget.message(time.monotonic())
             if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY
@@ -264,7 +268,8 @@ async def _read_forever(
                 )
                 conn.close(CloseReason.TOO_BIG)
                 return False
-            recorder.message_in("websocket")
+            if counting:
+                recorder.message_in("websocket")
             reply = await conn.handle_message(data)
             if reply is None or core.closing:
                 continue
@@ -284,7 +289,8 @@ async def _read_forever(
                     await ws.send_str(reply)  # cannot wait on the peer: see _send
                 else:
                     await _send(ws, request, reply, write_timeout)
-                recorder.message_out("websocket")
+                if counting:
+                    recorder.message_out("websocket")
             except TimeoutError:
                 reject(
                     "slow_consumer",
