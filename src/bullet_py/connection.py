@@ -104,13 +104,29 @@ UNSHARED: SessionStoreView = _Unshared()
 
 
 class _ParkedPoll:
-    """A long-poll waiting for a message: the future its request awaits."""
+    """A long-poll waiting for a message: the future its request awaits.
 
-    __slots__ = ("alive", "future")
+    Called when that future is done (its done callback): it leaves the
+    session and its timer is cancelled, so whoever awaits the future needs
+    no ``finally`` of its own (and no coroutine frame kept for one).
+    """
 
-    def __init__(self, future: asyncio.Future[str | None], alive: Callable[[], bool]) -> None:
+    __slots__ = ("alive", "conn", "expiry", "future")
+
+    def __init__(
+        self, conn: Connection, future: asyncio.Future[str | None], alive: Callable[[], bool]
+    ) -> None:
+        self.conn = conn
         self.future = future
         self.alive = alive
+        self.expiry: asyncio.TimerHandle | None = None
+
+    def __call__(self, future: asyncio.Future[str | None]) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+        conn = self.conn
+        conn.core.unpark(self)
+        conn.touch()
 
     def is_open(self) -> bool:
         return not self.future.done() and self.alive()
@@ -477,32 +493,47 @@ class Connection:
         :meth:`requeue` it. ``alive`` tells whether the poll's client is still
         connected, so a message is never handed to a poll whose client left.
         """
+        waiting = self.park_poll(timeout, alive)
+        if waiting is None or isinstance(waiting, str):
+            return waiting
+        try:
+            return await waiting
+        except BaseException:
+            self.give_back(waiting)
+            raise
+
+    def park_poll(
+        self, timeout: float, alive: Callable[[], bool]
+    ) -> str | asyncio.Future[str | None] | None:
+        """:meth:`poll` without the await: the message at once, or the future to await.
+
+        Whoever awaits the future and is cancelled must call :meth:`give_back`
+        (the message may have arrived meanwhile). Used by the memory store's
+        ``take`` so a parked poll keeps one coroutine frame fewer.
+        """
         core = self.core
         message = core.take_for_xhr()
         if message is not None or core.closing:
             return message
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str | None] = loop.create_future()
-        parked = _ParkedPoll(future, alive)
+        parked = _ParkedPoll(self, future, alive)
         core.park(parked, self._options.max_polls_per_session)
         self.touch()
         if logger.isEnabledFor(logging.DEBUG):
             log_event(logging.DEBUG, "poll_parked", session=session_hash(self.session_id))
         # The poll timeout answers the future with None (cheaper than a
         # cancelling asyncio.timeout, and the same for whoever awaits it).
-        expiry = loop.call_at(loop.time() + timeout, parked.answer, None)
-        try:
-            return await future
-        except BaseException:
-            if future.done() and not future.cancelled():
-                undelivered = future.result()
-                if undelivered is not None:
-                    self.requeue(undelivered)
-            raise
-        finally:
-            expiry.cancel()
-            core.unpark(parked)
-            self.touch()
+        parked.expiry = loop.call_at(loop.time() + timeout, parked.answer, None)
+        future.add_done_callback(parked)
+        return future
+
+    def give_back(self, future: asyncio.Future[str | None]) -> None:
+        """A parked poll's awaiter failed: requeue the message it was handed, if any."""
+        if future.done() and not future.cancelled():
+            undelivered = future.result()
+            if undelivered is not None:
+                self.requeue(undelivered)
 
     @property
     def parked_polls(self) -> int:
