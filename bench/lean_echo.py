@@ -9,7 +9,8 @@ frame comes back: about half the CPU per message of the cheapest server, so
 the server is the bottleneck (check *server CPU*) and msg/s measures it.
 
 Same servers, pinning and environment as ``bench/run.py``; systems: aiohttp
-(raw), plain, bullet (``examples/echo.py``), erlang (when built).
+(raw), plain, bullet (``bench/servers/bullet_bench.py``: it echoes, with the rate
+limits off), erlang (when built).
 
     python bench/lean_echo.py --repeats 3 --systems aiohttp,plain,bullet,erlang
 """
@@ -32,7 +33,7 @@ MESSAGE = b"e" * 90 + b"0123456789"
 # A masked text frame with the all-zero key: the payload goes out unchanged.
 FRAME = bytes([0x81, 0x80 | len(MESSAGE)]) + b"\0\0\0\0" + MESSAGE
 PONG = bytes([0x8A, 0x80]) + b"\0\0\0\0"
-SERVERS = {"aiohttp": "aiohttp", "plain": "plain", "bullet": "bullet-echo", "erlang": "erlang"}
+SERVERS = {"aiohttp": "aiohttp", "plain": "plain", "bullet": "bullet", "erlang": "erlang"}
 
 
 class Echoer(asyncio.Protocol):

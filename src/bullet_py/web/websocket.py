@@ -223,6 +223,9 @@ async def _read_forever(
     counting = recorder is not NO_RECORDER  # the no-op's calls skipped, per message
     core = conn.core  # core.closing is conn.closed, without the property's call
     limited = budget.messages is not None or budget.control is not None
+    # The socket's transport outlives the connection (a lost one is closing and
+    # send_str raises), so it is read once, not per reply.
+    peer = request.transport
     turn = 0
     while not core.closing:
         turn += 1
@@ -258,7 +261,7 @@ async def _read_forever(
             return False
         if kind is WSMsgType.TEXT:
             data: str = msg.data
-            if exceeds(data, max_units):
+            if len(data) * 2 > max_units and exceeds(data, max_units):  # the call only if it may
                 reject(
                     "too_big",
                     "message_size",
@@ -280,11 +283,10 @@ async def _read_forever(
             if core.replay is not None:
                 core.sent_directly(reply)
             try:
-                transport = request.transport
                 if (
-                    transport is not None
+                    peer is not None
                     and len(reply) <= _UNTIMED_MAX_CHARS
-                    and not transport.get_write_buffer_size()
+                    and not peer.get_write_buffer_size()
                 ):
                     await ws.send_str(reply)  # cannot wait on the peer: see _send
                 else:
