@@ -9,7 +9,8 @@ frame comes back: about half the CPU per message of the cheapest server, so
 the server is the bottleneck (check *server CPU*) and msg/s measures it.
 
 Same servers, pinning and environment as ``bench/run.py``; systems: aiohttp
-(raw), plain, bullet (``examples/echo.py``), erlang (when built).
+(raw), plain, bullet (``bench/servers/bullet_bench.py``: it echoes, with the rate
+limits off), erlang (when built).
 
     python bench/lean_echo.py --repeats 3 --systems aiohttp,plain,bullet,erlang
 """

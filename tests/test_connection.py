@@ -426,6 +426,41 @@ async def test_handler_lane_keeps_arrival_order() -> None:
     assert finished == ["first", "second"]
 
 
+async def test_a_caller_cancelled_in_the_lane_never_blocks_the_next() -> None:
+    """Cancelled while waiting, or after being handed the lane: the lane moves on."""
+    gate = asyncio.Event()
+    started: list[str] = []
+    tasks: dict[str, asyncio.Task[str | None]] = {}
+
+    class Slow(Handler):
+        async def on_message(self, conn: Connection, message: str) -> str:
+            started.append(message)
+            if message == "first":
+                await gate.wait()
+                # Runs before "handed" can: it is handed the lane, then cancelled.
+                asyncio.get_running_loop().call_soon(tasks["handed"].cancel)
+            return message
+
+    world = World()
+    conn = await world.opened(Slow())
+    first = asyncio.create_task(conn.handle_message("first"))
+    await until(lambda: started == ["first"], "first message started")
+    waiting = asyncio.create_task(conn.handle_message("waiting"))
+    handed = tasks["handed"] = asyncio.create_task(conn.handle_message("handed"))
+    last = asyncio.create_task(conn.handle_message("last"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    waiting.cancel()  # cancelled while it waits
+    for _ in range(5):
+        await asyncio.sleep(0)
+    gate.set()
+    assert await first == "first"
+    assert await last == "last"
+    assert waiting.cancelled() and handed.cancelled()
+    assert started == ["first", "last"]
+    assert await conn.handle_message("after") == "after"  # and the lane is free again
+
+
 async def test_handle_message_returns_the_reply() -> None:
     world = World()
     conn = await world.opened()

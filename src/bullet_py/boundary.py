@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable, Coroutine, Generator
+from types import CoroutineType
 from typing import Any
 
 
@@ -75,7 +76,7 @@ async def call_bounded(
     deadline: asyncio.Timeout | None = None
     try:
         result = callback(*args)
-        if inspect.iscoroutine(result):
+        if isinstance(result, CoroutineType):  # inspect.iscoroutine, without the call
             try:
                 step = result.send(None)
             except StopIteration as done:

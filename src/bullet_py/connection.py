@@ -104,13 +104,29 @@ UNSHARED: SessionStoreView = _Unshared()
 
 
 class _ParkedPoll:
-    """A long-poll waiting for a message: the future its request awaits."""
+    """A long-poll waiting for a message: the future its request awaits.
 
-    __slots__ = ("alive", "future")
+    Called when that future is done (its done callback): it leaves the
+    session and its timer is cancelled, so whoever awaits the future needs
+    no ``finally`` of its own (and no coroutine frame kept for one).
+    """
 
-    def __init__(self, future: asyncio.Future[str | None], alive: Callable[[], bool]) -> None:
+    __slots__ = ("alive", "conn", "expiry", "future")
+
+    def __init__(
+        self, conn: Connection, future: asyncio.Future[str | None], alive: Callable[[], bool]
+    ) -> None:
+        self.conn = conn
         self.future = future
         self.alive = alive
+        self.expiry: asyncio.TimerHandle | None = None
+
+    def __call__(self, future: asyncio.Future[str | None]) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+        conn = self.conn
+        conn.core.unpark(self)
+        conn.touch()
 
     def is_open(self) -> bool:
         return not self.future.done() and self.alive()
@@ -121,9 +137,41 @@ class _ParkedPoll:
 
 
 class Connection:
-    """A live session, as the handler and the rest of the program see it."""
+    """A live session, as the handler and the rest of the program see it.
 
-    recorder: Recorder = NO_RECORDER  # the endpoint's, for metrics (see bullet_py.metrics)
+    Slotted, and what most sessions never use (the application's ``state``,
+    ``groups``, the lane's waiting list) is made on first use: a server holds one per
+    client (docs/benchmarks.md, "Memory per connection"). ``__dict__`` stays,
+    empty unless the application sets attributes of its own on a session.
+    """
+
+    __slots__ = (
+        "__dict__",
+        "_groups",
+        "_host",
+        "_hub",
+        "_lane_busy",
+        "_lane_waiters",
+        "_message_timeout",
+        "_options",
+        "_released",
+        "_state",
+        "_waiters",
+        "address",
+        "core",
+        "handler",
+        "holder",
+        "identity",
+        "last_active",
+        "on_queued",
+        "on_wake",
+        "outbox",
+        "recorder",
+        "request",
+        "session_id",
+        "store",
+        "store_queue",
+    )
 
     def __init__(
         self,
@@ -146,8 +194,9 @@ class Connection:
         # created the session (None without a hook). Later requests are
         # checked by the hook again but do not change it.
         self.identity: Any = identity
-        self.state: dict[str, Any] = {}  # the application's, per session
-        self.groups: set[str] = set()
+        self.recorder: Recorder = NO_RECORDER  # the endpoint's, for metrics (bullet_py.metrics)
+        self._state: dict[str, Any] | None = None  # see the state property
+        self._groups: set[str] | None = None
         self.core = SessionCore(
             transport,
             Outbox(options.outbox_max_messages, options.outbox_max_chars),
@@ -163,6 +212,9 @@ class Connection:
         # (the WebSocket): called instead of waking wait_outgoing() callers
         # when a message is queued. It calls wake_writer() for what it leaves.
         self.on_queued: Callable[[], None] | None = None
+        # Set by a transport that starts its writer only when there is work for
+        # it (the WebSocket): called whenever wait_outgoing() callers are woken.
+        self.on_wake: Callable[[], None] | None = None
         self._hub = hub
         self._options = options
         self._host = registry
@@ -172,14 +224,36 @@ class Connection:
             None if getattr(handler, "bounds_its_calls", False) else options.handler_timeout
         )
         self._waiters: list[asyncio.Future[None]] = []  # wait_outgoing() callers
-        self._lane = asyncio.Lock()
+        # The lane runs handler calls one at a time, in arrival order.
+        self._lane_busy = False
+        self._lane_waiters: list[asyncio.Future[None]] | None = None
         self.holder: Holder | None = None  # the stream holding the session, if it says
-        self._released: list[asyncio.Future[None]] = []  # wait_released() callers
+        self._released: list[asyncio.Future[None]] | None = None  # take_over() callers
 
     def __repr__(self) -> str:
         return f"<Connection {session_hash(self.session_id)} {self.transport.value}>"
 
     # --- what handlers and the program use ---------------------------------
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The application's own data, per session (made on first use)."""
+        state = self._state
+        if state is None:
+            state = self._state = {}
+        return state
+
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        self._state = value
+
+    @property
+    def groups(self) -> set[str]:
+        """The groups the session has joined (kept by the registry)."""
+        groups = self._groups
+        if groups is None:
+            groups = self._groups = set()
+        return groups
 
     @property
     def hub(self) -> Pushes:
@@ -278,7 +352,7 @@ class Connection:
         self.holder = None
         self.touch()
         if self._released:
-            released, self._released = self._released, []
+            released, self._released = self._released, None
             for future in released:
                 if not future.done():
                     future.set_result(None)
@@ -297,6 +371,8 @@ class Connection:
             return not self.core.closing
         if self.holder is not None:
             self.holder.drop()
+        if self._released is None:
+            self._released = []
         if not await _wait_in(self._released, timeout):
             return False
         return not self.core.held and not self.core.closing
@@ -323,29 +399,46 @@ class Connection:
 
     async def handle_message(self, message: str) -> str | None:
         """Give one client message to the handler; its reply, or None."""
-        # acquire()/release() rather than ``async with``: two coroutines fewer
-        # on the path of every message.
-        await self._lane.acquire()
+        # An uncontended lane is a flag, taken with no await: a lock would
+        # cost two calls (and a coroutine) on the path of every message.
+        if self._lane_busy:
+            await self._wait_lane()
+        else:
+            self._lane_busy = True
         try:
-            if self.core.closing:
+            core = self.core
+            if core.closing:
                 return None
-            self.core.heard_from = True
-            self.touch()
-            result, _ = await self._call(
-                self.handler.on_message, (self, message), self._message_timeout
-            )
+            core.heard_from = True
+            self.last_active = time.monotonic()  # touch()
+            callback = self.handler.on_message
+            try:
+                # _call's work, inlined: a coroutine fewer on the path of every message.
+                if self.recorder.times_handlers:
+                    result = await self._timed(callback, (self, message), self._message_timeout)
+                else:
+                    result = await call_bounded(callback, (self, message), self._message_timeout)
+            except (CallbackTimeout, CallbackFailed) as failed:
+                self._failed(callback, failed)
+                return None
         finally:
-            self._lane.release()
+            self._leave_lane()
         if result is None or type(result) is str:
             return result  # (None, False) for a failed call: nothing to send
         return _as_reply(result, "on_message")
 
     async def handle_info(self, info: Any) -> None:
         """Give a program payload to ``on_info`` and push what it returns."""
-        async with self._lane:
+        if self._lane_busy:
+            await self._wait_lane()
+        else:
+            self._lane_busy = True
+        try:
             if self.core.closing:
                 return
             result, ok = await self._call(self.handler.on_info, (self, info))
+        finally:
+            self._leave_lane()
         if not ok:
             return
         reply = _as_reply(result, "on_info")
@@ -378,32 +471,47 @@ class Connection:
         :meth:`requeue` it. ``alive`` tells whether the poll's client is still
         connected, so a message is never handed to a poll whose client left.
         """
+        waiting = self.park_poll(timeout, alive)
+        if waiting is None or isinstance(waiting, str):
+            return waiting
+        try:
+            return await waiting
+        except BaseException:
+            self.give_back(waiting)
+            raise
+
+    def park_poll(
+        self, timeout: float, alive: Callable[[], bool]
+    ) -> str | asyncio.Future[str | None] | None:
+        """:meth:`poll` without the await: the message at once, or the future to await.
+
+        Whoever awaits the future and is cancelled must call :meth:`give_back`
+        (the message may have arrived meanwhile). Used by the memory store's
+        ``take`` so a parked poll keeps one coroutine frame fewer.
+        """
         core = self.core
         message = core.take_for_xhr()
         if message is not None or core.closing:
             return message
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str | None] = loop.create_future()
-        parked = _ParkedPoll(future, alive)
+        parked = _ParkedPoll(self, future, alive)
         core.park(parked, self._options.max_polls_per_session)
         self.touch()
         if logger.isEnabledFor(logging.DEBUG):
             log_event(logging.DEBUG, "poll_parked", session=session_hash(self.session_id))
         # The poll timeout answers the future with None (cheaper than a
         # cancelling asyncio.timeout, and the same for whoever awaits it).
-        expiry = loop.call_at(loop.time() + timeout, parked.answer, None)
-        try:
-            return await future
-        except BaseException:
-            if future.done() and not future.cancelled():
-                undelivered = future.result()
-                if undelivered is not None:
-                    self.requeue(undelivered)
-            raise
-        finally:
-            expiry.cancel()
-            core.unpark(parked)
-            self.touch()
+        parked.expiry = loop.call_at(loop.time() + timeout, parked.answer, None)
+        future.add_done_callback(parked)
+        return future
+
+    def give_back(self, future: asyncio.Future[str | None]) -> None:
+        """A parked poll's awaiter failed: requeue the message it was handed, if any."""
+        if future.done() and not future.cancelled():
+            undelivered = future.result()
+            if undelivered is not None:
+                self.requeue(undelivered)
 
     @property
     def parked_polls(self) -> int:
@@ -434,6 +542,32 @@ class Connection:
 
     # --- internals ---------------------------------------------------------
 
+    async def _wait_lane(self) -> None:
+        """Wait for the lane, in arrival order; it is handed over already taken."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._lane_waiters
+        if waiters is None:
+            waiters = self._lane_waiters = []
+        waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._leave_lane()  # handed the lane, cancelled before using it: pass it on
+            elif future in waiters:
+                waiters.remove(future)
+            raise
+
+    def _leave_lane(self) -> None:
+        """Hand the lane to the oldest caller still waiting, or free it."""
+        waiters = self._lane_waiters
+        while waiters:
+            future = waiters.pop(0)
+            if not future.done():
+                future.set_result(None)
+                return
+        self._lane_busy = False
+
     def _queued(self) -> None:
         if self.on_queued is not None:
             self.on_queued()
@@ -452,7 +586,9 @@ class Connection:
         )
 
     def _wake(self) -> None:
-        """Release every wait_outgoing() caller."""
+        """Release every wait_outgoing() caller (and start a transport's writer)."""
+        if self.on_wake is not None:
+            self.on_wake()
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
@@ -472,21 +608,28 @@ class Connection:
             if self.recorder.times_handlers:
                 return await self._timed(callback, args, timeout), True
             return await call_bounded(callback, args, timeout), True
-        except CallbackTimeout:
+        except (CallbackTimeout, CallbackFailed) as failed:
+            self._failed(callback, failed)
+        return None, False
+
+    def _failed(
+        self, callback: Callable[..., Any], failed: CallbackTimeout | CallbackFailed
+    ) -> None:
+        """Log a handler callback that timed out or raised."""
+        if isinstance(failed, CallbackTimeout):
             log_event(
                 logging.ERROR,
                 "handler_timeout",
                 callback=getattr(callback, "__name__", "callback"),
                 session=session_hash(self.session_id),
             )
-        except CallbackFailed as failed:
+        else:
             logger.error(
                 "handler %s failed in session %s",
                 getattr(callback, "__name__", "callback"),
                 session_hash(self.session_id),
                 exc_info=failed.original,
             )
-        return None, False
 
     async def _timed(
         self, callback: Callable[..., Any], args: tuple[Any, ...], timeout: float | None

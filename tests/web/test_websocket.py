@@ -181,3 +181,33 @@ async def test_hundreds_of_websockets_at_once(aiohttp_client):
     got = await asyncio.gather(*(one(i) for i in range(300)))
     assert got == [f"c{i}" for i in range(300)]
     await wait_for(lambda: closes(events) == 300)
+
+
+def _writer_tasks() -> list[asyncio.Task[object]]:
+    """Tasks the WebSocket transport started itself (its writer; a keep-alive ping)."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "").endswith(
+            "web/websocket.py"
+        )
+    ]
+
+
+async def test_an_idle_websocket_has_no_writer_task_until_a_write_needs_one(aiohttp_client):
+    """The writer task costs about 1 KiB per connection: it runs only while it has work."""
+    app, endpoint = make_app()
+    client = await aiohttp_client(app)
+    async with client.ws_connect("/bullet") as ws:
+        await wait_for(lambda: len(endpoint.registry) == 1)
+        (conn,) = list(endpoint.registry)
+        assert _writer_tasks() == []
+        assert conn.send("small")  # written by the flush callback
+        assert (await ws.receive(timeout=5)).data == "small"
+        assert _writer_tasks() == []
+        big = "b" * 70_000  # more than one flush writes: a writer task sends it
+        assert conn.send(big)
+        assert (await ws.receive(timeout=5)).data == big
+        await wait_for(lambda: _writer_tasks() == [])  # and ends once the queue is empty
+        assert conn.send("after")
+        assert (await ws.receive(timeout=5)).data == "after"

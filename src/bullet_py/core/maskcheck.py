@@ -37,6 +37,18 @@ class MaskCheck:
                 self._skip -= step
                 pos += step
                 continue
+            if not head and n - pos >= 6:
+                # A header that begins here and is (short form) whole in this
+                # chunk, as nearly every one is: read it in place, no copy.
+                second = data[pos + 1]
+                if not second & _MASK_BIT:
+                    self.unmasked = True
+                    return False
+                code = second & _LENGTH_BITS
+                if code < 126:
+                    pos += 2 + _MASK_KEY_SIZE
+                    self._skip = code
+                    continue
             if len(head) < 2:
                 take = min(2 - len(head), n - pos)
                 head += data[pos : pos + take]

@@ -127,6 +127,7 @@ class SessionCore:
 
     __slots__ = (
         "close_code",
+        "closing",
         "heard_from",
         "held",
         "opened",
@@ -140,6 +141,9 @@ class SessionCore:
 
     def __init__(self, transport: Transport, outbox: Outbox, overflow: Overflow) -> None:
         self.state = State.DETACHED
+        # CLOSING or CLOSED: nothing more goes in or out. Kept beside the
+        # state (by _move) because every message reads it, several times.
+        self.closing = False
         self.transport = transport  # the transport serving (or that last served) the session
         self.outbox = outbox
         self.overflow = overflow
@@ -152,17 +156,13 @@ class SessionCore:
 
     def _move(self, event: Event) -> State:
         try:
-            self.state = TRANSITIONS[self.state, event]
+            self.state = state = TRANSITIONS[self.state, event]
         except KeyError:
             raise SessionStateError(f"{event.value} in state {self.state.value}") from None
-        return self.state
+        self.closing = state is State.CLOSING or state is State.CLOSED
+        return state
 
     # --- questions ------------------------------------------------------------
-
-    @property
-    def closing(self) -> bool:
-        """CLOSING or CLOSED: nothing more goes in or out."""
-        return self.state is State.CLOSING or self.state is State.CLOSED
 
     @property
     def may_expire(self) -> bool:
@@ -254,7 +254,7 @@ class SessionCore:
         A poll whose client left is answered empty and skipped. An empty
         message never goes to a poll (an XHR answer cannot carry it).
         """
-        if self.state is State.CLOSING or self.state is State.CLOSED:
+        if self.closing:
             return Delivery.REFUSED
         polls = self.polls
         while polls:

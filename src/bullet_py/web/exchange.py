@@ -104,7 +104,7 @@ def tab_id(request: web.Request) -> str | None:
     EventSource URL, which cannot carry headers.
     """
     tab = request.headers.get("X-Bullet-Tab")
-    if not tab and "?" in request.raw_path:  # parse a query only when there is one
+    if not tab and "bullet_tab" in request.raw_path:  # the query is parsed (and kept) only then
         tab = request.query.get("bullet_tab")
     if tab and 8 <= len(tab) <= 64 and _TAB_CHARS.issuperset(tab):
         return tab

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from aiohttp import WebSocketError, WSMsgType, web
 
+from ..config import Options
 from ..connection import CloseReason, Connection
 from ..core import frames
 from ..core.maskcheck import MaskCheck
@@ -18,7 +19,7 @@ from ..core.negotiate import Transport
 from ..core.ratelimit import MessageBudget, Spend
 from ..core.text import exceeds, max_utf8_bytes
 from ..exceptions import ProtocolError
-from ..logs import log_event, reject, session_hash
+from ..logs import NO_RECORDER, log_event, reject, session_hash
 from .exchange import Exchange, Services
 from .liveness import answered
 from .resume import begin_counting, plan_stream
@@ -39,16 +40,6 @@ PROTOCOL_FRESH = "bullet.fresh"
 async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     opts = endpoint.options
     request = exchange.request
-
-    def response(*protocols: str) -> web.WebSocketResponse:
-        return web.WebSocketResponse(
-            protocols=protocols,
-            heartbeat=None,  # pings are _Keepalive's (see there)
-            max_msg_size=max_utf8_bytes(opts.max_message_size),
-            compress=False,  # no permessage-deflate: nothing to inflate, no bombs
-            autoping=False,  # _read_forever answers PING, and a PONG shows the peer alive
-        )
-
     if request.headers.get("Sec-WebSocket-Version", "").strip() != "13":
         # aiohttp also takes the drafts 7 and 8; browsers only speak RFC 6455.
         raise ProtocolError(
@@ -58,13 +49,13 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
             reason="version",
             headers={"Sec-WebSocket-Version": "13"},
         )
-    if not response().can_prepare(request).ok:
+    if not _response(opts).can_prepare(request).ok:
         raise ProtocolError(
             "", 400, event="bad_handshake", reason="websocket", text="bad WebSocket handshake"
         )
     resumable = opts.resumes(Transport.WEBSOCKET.value)
     plan = await plan_stream(endpoint, exchange)
-    ws = response(PROTOCOL_RESUMED if plan.resumed else PROTOCOL_FRESH)
+    ws = _response(opts, PROTOCOL_RESUMED if plan.resumed else PROTOCOL_FRESH)
     ws.headers.update(endpoint.cors_headers(request))
     if resumable:
         endpoint.set_cookie(exchange, ws, plan.session_id)  # the next handshake resumes by it
@@ -79,6 +70,9 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
         if conn is not None:
             conn.detach()
         return ws  # the client left during the handshake: no session was made
+    if resumable:
+        # Written with the headers; the morsel would otherwise live as long as the socket.
+        ws.cookies.clear()
     fresh = conn is None
     if conn is None:
         conn = endpoint.create_connection(exchange, session_id=plan.session_id)
@@ -88,14 +82,13 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
         guard.conn = conn
     probe = _Probe(conn, ws, request)
     conn.holder = probe
-    conn.on_queued = _Flusher(conn, ws, request)
+    flusher = _Flusher(conn, ws, request, opts.write_timeout)
+    conn.on_queued = flusher
+    conn.on_wake = flusher.start_writer
     keepalive = (
         None
         if opts.ws_ping_interval is None
         else _Keepalive(conn, ws, request, opts.ws_ping_interval)
-    )
-    writer = asyncio.get_running_loop().create_task(
-        _write_forever(conn, ws, request, opts.write_timeout)
     )
     # Until the reader says how the connection ended, its end is a drop: a
     # cancellation (aiohttp cancels the handler of a connection that is lost)
@@ -124,6 +117,7 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
         )
     finally:
         conn.on_queued = None
+        conn.on_wake = None
         if keepalive is not None:
             keepalive.stop()
         # A connection that dropped (no close frame: a reset, a cut, a dead
@@ -132,9 +126,11 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
         try:
             if not conn.closed and not detach_only:
                 conn.close()
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            writer = flusher.writer
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
             if detach_only:
                 _abort(request)
             elif (
@@ -152,6 +148,16 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
             else:
                 log_event(logging.INFO, "session_detached", session=session_hash(conn.session_id))
     return ws
+
+
+def _response(opts: Options, *protocols: str) -> web.WebSocketResponse:
+    return web.WebSocketResponse(
+        protocols=protocols,
+        heartbeat=None,  # pings are _Keepalive's (see there)
+        max_msg_size=max_utf8_bytes(opts.max_message_size),
+        compress=False,  # no permessage-deflate: nothing to inflate, no bombs
+        autoping=False,  # _read_forever answers PING, and a PONG shows the peer alive
+    )
 
 
 class _Probe:
@@ -214,13 +220,19 @@ async def _read_forever(
     without a close frame (a reset, a cut, a dead peer), or a write to it failed.
     """
     recorder = conn.recorder
+    counting = recorder is not NO_RECORDER  # the no-op's calls skipped, per message
+    core = conn.core  # core.closing is conn.closed, without the property's call
+    limited = budget.messages is not None or budget.control is not None
+    # The socket's transport outlives the connection (a lost one is closing and
+    # send_str raises), so it is read once, not per reply.
+    peer = request.transport
     turn = 0
-    while not conn.closed:
+    while not core.closing:
         turn += 1
         if turn >= _FRAMES_PER_TURN:
             turn = 0
             await asyncio.sleep(0)  # fairness: see _FRAMES_PER_TURN
-            if conn.closed:
+            if core.closing:
                 return False
         try:
             msg = await ws.receive(timeout=idle_timeout)
@@ -234,7 +246,9 @@ async def _read_forever(
                 heard.set_result(None)
         kind = msg.type
         spent = (
-            budget.control_frame(time.monotonic())
+            Spend.OK
+            if not limited
+            else budget.control_frame(time.monotonic())
             if kind is WSMsgType.PING
             else budget.message(time.monotonic())
             if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY
@@ -247,7 +261,7 @@ async def _read_forever(
             return False
         if kind is WSMsgType.TEXT:
             data: str = msg.data
-            if exceeds(data, max_units):
+            if len(data) * 2 > max_units and exceeds(data, max_units):  # the call only if it may
                 reject(
                     "too_big",
                     "message_size",
@@ -257,26 +271,28 @@ async def _read_forever(
                 )
                 conn.close(CloseReason.TOO_BIG)
                 return False
-            recorder.message_in("websocket")
+            if counting:
+                recorder.message_in("websocket")
             reply = await conn.handle_message(data)
-            if reply is None or conn.closed:
+            if reply is None or core.closing:
                 continue
             if conn.outbox:
                 conn.send(reply)
                 continue
             # Nothing queued ahead of it: write the reply here, saving a task switch.
-            conn.core.sent_directly(reply)
+            if core.replay is not None:
+                core.sent_directly(reply)
             try:
-                transport = request.transport
                 if (
-                    transport is not None
+                    peer is not None
                     and len(reply) <= _UNTIMED_MAX_CHARS
-                    and not transport.get_write_buffer_size()
+                    and not peer.get_write_buffer_size()
                 ):
                     await ws.send_str(reply)  # cannot wait on the peer: see _send
                 else:
                     await _send(ws, request, reply, write_timeout)
-                recorder.message_out("websocket")
+                if counting:
+                    recorder.message_out("websocket")
             except TimeoutError:
                 reject(
                     "slow_consumer",
@@ -317,34 +333,36 @@ async def _read_forever(
     return False
 
 
-async def _write_forever(
+async def _write_queued(
     conn: Connection, ws: web.WebSocketResponse, request: web.Request, write_timeout: float
 ) -> None:
-    """Write queued messages in order; close the socket when the session closes."""
-    while True:
-        await conn.wait_outgoing(None)
-        while (message := conn.take()) is not None:
-            try:
-                await _send(ws, request, message, write_timeout)
-                conn.recorder.message_out("websocket")
-            except TimeoutError:
-                reject(
-                    "slow_consumer",
-                    "write_timeout",
-                    transport="websocket",
-                    session_id=conn.session_id,
-                )
-                conn.close(CloseReason.POLICY)
-                _abort(request)  # a close frame cannot get past what the peer does not read
-                return
-            except _SEND_ERRORS:
-                conn.requeue(message)  # kept for the next connection, if the session resumes
-                _abort(request)  # and the reader sees the drop
-                return
-        if conn.closed:
-            if not _failed(request) and not await _close_socket(ws, conn.close_code, write_timeout):
-                _abort(request)  # wakes the reader too: the peer is gone or not reading
+    """Write queued messages in order until none is left; close the socket if the session closed.
+
+    Started by :meth:`_Flusher.start_writer` when there is work the flush
+    callback leaves to it, and ends when it is done: an idle WebSocket has no
+    writer task (a task and its coroutine cost about 1 KiB per connection).
+    """
+    while (message := conn.take()) is not None:
+        try:
+            await _send(ws, request, message, write_timeout)
+            conn.recorder.message_out("websocket")
+        except TimeoutError:
+            reject(
+                "slow_consumer",
+                "write_timeout",
+                transport="websocket",
+                session_id=conn.session_id,
+            )
+            conn.close(CloseReason.POLICY)
+            _abort(request)  # a close frame cannot get past what the peer does not read
             return
+        except _SEND_ERRORS:
+            conn.requeue(message)  # kept for the next connection, if the session resumes
+            _abort(request)  # and the reader sees the drop
+            return
+    if conn.closed:
+        if not _failed(request) and not await _close_socket(ws, conn.close_code, write_timeout):
+            _abort(request)  # wakes the reader too: the peer is gone or not reading
 
 
 # aiohttp makes a WebSocket write wait only while the transport is paused,
@@ -401,19 +419,40 @@ class _Flusher:
     against the installed aiohttp, whose range pyproject.toml bounds to it.
     """
 
-    __slots__ = ("batch", "conn", "request", "scheduled", "ws")
+    __slots__ = ("batch", "conn", "request", "scheduled", "write_timeout", "writer", "ws")
 
-    def __init__(self, conn: Connection, ws: web.WebSocketResponse, request: web.Request) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        write_timeout: float,
+    ) -> None:
         self.conn = conn
         self.ws = ws
         self.request = request
+        self.write_timeout = write_timeout
         self.scheduled = False
         self.batch = _Batch.of_running_loop()
+        self.writer: asyncio.Task[None] | None = None
 
     def __call__(self) -> None:
         if not self.scheduled:
             self.scheduled = True
             self.batch.add(self)
+
+    def start_writer(self) -> None:
+        """The session's ``on_wake``: start the writer task if it has work and is not running.
+
+        A running writer takes everything queued before it ends (it ends only
+        once the queue is empty, with no await between that check and its
+        end), so a wake while it runs needs nothing more.
+        """
+        conn = self.conn
+        if (self.writer is None or self.writer.done()) and (conn.outbox or conn.closed):
+            self.writer = asyncio.get_running_loop().create_task(
+                _write_queued(conn, self.ws, self.request, self.write_timeout)
+            )
 
     def flush(self) -> None:
         self.scheduled = False
@@ -564,6 +603,8 @@ class _MaskGuard(asyncio.Protocol):
     tests/robustness/test_i_abuse.py fails if aiohttp starts to refuse such
     frames itself (then this guard can go) or if the guard stops seeing them.
     """
+
+    __slots__ = ("check", "conn", "inner", "transport")
 
     def __init__(self, inner: asyncio.BaseProtocol, transport: asyncio.Transport) -> None:
         self.inner = inner

@@ -1,0 +1,176 @@
+"""Instructions per WebSocket echo, counted by callgrind: a cost that other jobs cannot move.
+
+    python bench/echo_cost.py --systems plain,bullet --clients 1,20
+
+CPU time per message moves by half on a shared machine, and this machine's
+hardware counters are not available (``perf stat -e instructions`` says
+"not supported"). So each server runs under ``valgrind --tool=callgrind``,
+which counts every instruction it executes: once for ``--echoes`` echoes
+and once for twice as many, and the difference, divided by the extra
+echoes, is the server's cost of one echo, start-up and shutdown cancelled
+out. ``--clients`` lean clients (``bench/lean_echo.py``'s bare
+``asyncio.Protocol`` frames) each keep one frame in flight: with one, every
+echo is a loop turn of its own (the ``epoll_wait``, the ``recv``, the
+``send`` included); with many, a turn reads several frames, as a busy server does.
+
+Systems: plain (``bench/peers/plain_aiohttp.py``), aiohttp (raw), bullet
+(``bench/servers/bullet_bench.py``, which echoes with the per-WebSocket
+message rate off: ``examples/echo.py``'s default of 200 a second would close
+these clients). Needs valgrind (``apt-get install valgrind``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import run
+from lean_echo import FRAME, PONG
+
+SCRIPTS = {
+    "plain": run.SCRIPTS["plain"],
+    "aiohttp": run.SCRIPTS["aiohttp"],
+    "bullet": run.SCRIPTS["bullet"],  # as in bench/run.py
+}
+
+
+class Counted(asyncio.Protocol):
+    """One WebSocket that echoes until ``limit`` echoes are done over all clients."""
+
+    def __init__(self, port: int, state: dict[str, Any]) -> None:
+        self.port = port
+        self.state = state
+        self.buffer = b""
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.write(
+            b"GET /bullet HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n" % self.port
+        )
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data
+        if not self.upgraded.done():
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buffer
+                return
+            self.upgraded.set_result(None)
+            buffer = buffer[end + 4 :]
+        state = self.state
+        while len(buffer) >= 2 and len(buffer) >= 2 + (buffer[1] & 0x7F):
+            opcode, size = buffer[0] & 0x0F, buffer[1] & 0x7F
+            buffer = buffer[2 + size :]
+            if opcode == 0x9:
+                self.transport.write(PONG)
+            elif opcode == 0x1:
+                state["done"] += 1
+                if state["sent"] < state["limit"]:
+                    state["sent"] += 1
+                    self.transport.write(FRAME)
+                elif state["done"] == state["limit"]:
+                    state["finished"].set_result(None)
+        self.buffer = buffer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        finished = self.state["finished"]
+        if not finished.done():
+            finished.set_exception(ConnectionError("the server closed a connection"))
+
+
+async def _drive(port: int, clients: int, echoes: int) -> None:
+    loop = asyncio.get_running_loop()
+    state: dict[str, Any] = {
+        "done": 0,
+        "sent": 0,
+        "limit": echoes,
+        "finished": loop.create_future(),
+    }
+    transports = []
+    for _ in range(clients):
+        transport, protocol = await loop.create_connection(
+            lambda: Counted(port, state), "127.0.0.1", port
+        )
+        transports.append(transport)
+        await asyncio.wait_for(protocol.upgraded, 120)
+    for transport in transports[:echoes]:
+        state["sent"] += 1
+        transport.write(FRAME)
+    await asyncio.wait_for(state["finished"], 600)
+    for transport in transports:
+        transport.abort()
+
+
+def count(system: str, clients: int, echoes: int) -> int:
+    """Instructions the server executed, start to exit, having served ``echoes`` echoes."""
+    port = run.free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        env = {**os.environ, **run.CHILD_ENV, "PYTHONUNBUFFERED": "1"}
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(run.ROOT / "src"), env.get("PYTHONPATH", "")) if p
+        )
+        server = subprocess.Popen(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                str(SCRIPTS[system]),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=run.ROOT,
+            text=True,
+        )
+        assert server.stdout is not None
+        try:
+            while not (line := server.stdout.readline()).startswith("listening on"):
+                if not line:
+                    raise RuntimeError(f"{system} exited before listening")
+            asyncio.run(_drive(port, clients, echoes))
+            server.send_signal(signal.SIGINT)
+            server.wait(300)
+        finally:
+            if server.poll() is None:
+                server.kill()
+        found = re.search(r"^summary:\s*(\d+)", out.read_text(), re.MULTILINE)
+        if found is None:
+            raise RuntimeError("no summary in the callgrind output")
+        return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--systems", default="plain,bullet")
+    parser.add_argument("--clients", default="1,20", help="comma-separated client counts")
+    parser.add_argument("--echoes", type=int, default=4000, help="the first run's echoes")
+    args = parser.parse_args()
+    print("| system | clients | instructions per echo |")
+    print("|---|--:|--:|")
+    for clients in (int(c) for c in args.clients.split(",")):
+        for system in args.systems.split(","):
+            one = count(system, clients, args.echoes)
+            two = count(system, clients, 2 * args.echoes)
+            print(f"| {run.NAMES[system]} | {clients} | {(two - one) / args.echoes:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
