@@ -293,10 +293,15 @@ class Connection:
         if self.store_queue and not self.core.closing:
             return self.store.push(self.session_id, message)
         delivery = self.core.push(message)
-        if delivery is Delivery.HANDED:
-            return True
         if delivery is Delivery.QUEUED:
-            self._queued()
+            # _queued(), written out: this is the path of every push and broadcast.
+            on_queued = self.on_queued
+            if on_queued is not None:
+                on_queued()
+            else:
+                self._wake()
+            return True
+        if delivery is Delivery.HANDED:
             return True
         if delivery is Delivery.REFUSED and self.core.closing:
             return False

@@ -128,13 +128,17 @@ async def _stream(
             if not await _write(request, response, sse.KEEPALIVE, write_timeout, conn.session_id):
                 return
             continue
-        while conn.outbox:
+        outbox = conn.outbox
+        # core.take counts what is sent for a counting client's replay; without
+        # one, the outbox's own take is all it would do.
+        take = outbox.take if conn.core.replay is None else conn.core.take
+        while outbox:
             # Every event queued goes out in one write (up to _UNTIMED_MAX_BYTES):
             # a burst of pushes costs one system call, not one per event.
             sent: list[str] = []
             events: list[bytes] = []
             size = 0
-            while (message := conn.outbox.peek()) is not None:
+            while (message := outbox.peek()) is not None:
                 if not sse.can_carry(message):
                     if message:
                         break  # refused below, once what precedes it is written
@@ -143,7 +147,7 @@ async def _stream(
                 event = sse.frame(message)
                 if events and size + len(event) > _UNTIMED_MAX_BYTES:
                     break
-                conn.take()
+                take()
                 sent.append(message)
                 events.append(event)
                 size += len(event)

@@ -458,7 +458,9 @@ class _Flusher:
         self.scheduled = False
         conn = self.conn
         outbox = conn.outbox
-        take = conn.core.take  # counts the message as sent (replay)
+        # core.take counts the message as sent for a counting client's replay;
+        # without one, the outbox's own take is all it would do.
+        take = outbox.take if conn.core.replay is None else conn.core.take
         transport = self.request.transport
         while (
             outbox
