@@ -294,14 +294,7 @@ async def _read_forever(
                 if counting:
                     recorder.message_out("websocket")
             except TimeoutError:
-                reject(
-                    "slow_consumer",
-                    "write_timeout",
-                    transport="websocket",
-                    session_id=conn.session_id,
-                )
-                conn.close(CloseReason.POLICY)
-                _abort(request)
+                _stalled(conn, request)
                 return False
             except _SEND_ERRORS:
                 conn.requeue(reply)  # the next connection gets it (if the session resumes)
@@ -347,14 +340,7 @@ async def _write_queued(
             await _send(ws, request, message, write_timeout)
             conn.recorder.message_out("websocket")
         except TimeoutError:
-            reject(
-                "slow_consumer",
-                "write_timeout",
-                transport="websocket",
-                session_id=conn.session_id,
-            )
-            conn.close(CloseReason.POLICY)
-            _abort(request)  # a close frame cannot get past what the peer does not read
+            _stalled(conn, request)
             return
         except _SEND_ERRORS:
             conn.requeue(message)  # kept for the next connection, if the session resumes
@@ -697,6 +683,17 @@ async def _close_socket(ws: web.WebSocketResponse, code: int, timeout: float) ->
     except (*_SEND_ERRORS, TimeoutError):
         return False
     return True
+
+
+def _stalled(conn: Connection, request: web.Request) -> None:
+    """A peer that took nothing within the write timeout: the session ends with 1008.
+
+    The socket is dropped rather than closed: a close frame cannot get past
+    what the peer does not read.
+    """
+    reject("slow_consumer", "write_timeout", transport="websocket", session_id=conn.session_id)
+    conn.close(CloseReason.POLICY)
+    _abort(request)
 
 
 def _abort(request: web.Request) -> None:
