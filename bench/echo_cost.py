@@ -1,6 +1,7 @@
 """Instructions per WebSocket echo, counted by callgrind: a cost that other jobs cannot move.
 
     python bench/echo_cost.py --systems plain,bullet --clients 1,20
+    python bench/echo_cost.py --systems bullet --push 50 --src ../old/src   # two versions
 
 CPU time per message moves by half on a shared machine, and this machine's
 hardware counters are not available (``perf stat -e instructions`` says
@@ -77,9 +78,10 @@ class Counted(asyncio.Protocol):
                 self.transport.write(PONG)
             elif opcode == 0x1:
                 state["done"] += 1
-                if state["sent"] < state["limit"]:
-                    state["sent"] += 1
-                    self.transport.write(FRAME)
+                batch = state["batch"]
+                if state["done"] % batch == 0 and state["sent"] < state["limit"]:
+                    state["sent"] += batch
+                    self.transport.write(state["frame"])
                 elif state["done"] == state["limit"]:
                     state["finished"].set_result(None)
         self.buffer = buffer
@@ -90,13 +92,22 @@ class Counted(asyncio.Protocol):
             finished.set_exception(ConnectionError("the server closed a connection"))
 
 
-async def _drive(port: int, clients: int, echoes: int) -> None:
+def _push_frame(batch: int) -> bytes:
+    """A masked (all-zero key) client text frame asking the bench server for ``batch`` pushes."""
+    message = b"push:%d" % batch
+    return bytes([0x81, 0x80 | len(message)]) + b"\0\0\0\0" + message
+
+
+async def _drive(port: int, clients: int, echoes: int, push: int = 0) -> None:
     loop = asyncio.get_running_loop()
     state: dict[str, Any] = {
         "done": 0,
         "sent": 0,
         "limit": echoes,
         "finished": loop.create_future(),
+        # Echo: one frame in flight a client. Push (--push K): each request brings K.
+        "batch": push or 1,
+        "frame": _push_frame(push) if push else FRAME,
     }
     transports = []
     for _ in range(clients):
@@ -105,22 +116,26 @@ async def _drive(port: int, clients: int, echoes: int) -> None:
         )
         transports.append(transport)
         await asyncio.wait_for(protocol.upgraded, 120)
-    for transport in transports[:echoes]:
-        state["sent"] += 1
-        transport.write(FRAME)
+    for transport in transports[: max(1, echoes // state["batch"])]:
+        state["sent"] += state["batch"]
+        transport.write(state["frame"])
     await asyncio.wait_for(state["finished"], 600)
     for transport in transports:
         transport.abort()
 
 
-def count(system: str, clients: int, echoes: int) -> int:
-    """Instructions the server executed, start to exit, having served ``echoes`` echoes."""
+def count(system: str, clients: int, echoes: int, push: int = 0, src: Path | None = None) -> int:
+    """Instructions the server executed, start to exit, having served ``echoes`` messages.
+
+    ``src``: the ``src`` folder of the bullet_py to run (another checkout, to
+    compare two versions); this checkout's by default.
+    """
     port = run.free_port()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         env = {**os.environ, **run.CHILD_ENV, "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(run.ROOT / "src"), env.get("PYTHONPATH", "")) if p
+            p for p in (str(src or run.ROOT / "src"), env.get("PYTHONPATH", "")) if p
         )
         server = subprocess.Popen(
             [
@@ -143,7 +158,7 @@ def count(system: str, clients: int, echoes: int) -> int:
             while not (line := server.stdout.readline()).startswith("listening on"):
                 if not line:
                     raise RuntimeError(f"{system} exited before listening")
-            asyncio.run(_drive(port, clients, echoes))
+            asyncio.run(_drive(port, clients, echoes, push))
             server.send_signal(signal.SIGINT)
             server.wait(300)
         finally:
@@ -161,15 +176,30 @@ def main() -> None:
     )
     parser.add_argument("--systems", default="plain,bullet")
     parser.add_argument("--clients", default="1,20", help="comma-separated client counts")
-    parser.add_argument("--echoes", type=int, default=4000, help="the first run's echoes")
+    parser.add_argument("--echoes", type=int, default=4000, help="the first run's messages")
+    parser.add_argument(
+        "--push", type=int, default=0, help="K: pushes instead of echoes, K per request"
+    )
+    parser.add_argument(
+        "--src",
+        type=Path,
+        action="append",
+        default=[],
+        help="another checkout's src folder to measure beside this one (repeatable)",
+    )
     args = parser.parse_args()
-    print("| system | clients | instructions per echo |")
-    print("|---|--:|--:|")
+    what = f"push (K={args.push})" if args.push else "echo"
+    trees: list[tuple[str, Path | None]] = [("this checkout", None)]
+    trees += [(str(src), src) for src in args.src]
+    print(f"| system | bullet_py | clients | instructions per {what} |")
+    print("|---|---|--:|--:|")
     for clients in (int(c) for c in args.clients.split(",")):
         for system in args.systems.split(","):
-            one = count(system, clients, args.echoes)
-            two = count(system, clients, 2 * args.echoes)
-            print(f"| {run.NAMES[system]} | {clients} | {(two - one) / args.echoes:,.0f} |")
+            for label, src in trees if system == "bullet" else trees[:1]:
+                one = count(system, clients, args.echoes, args.push, src)
+                two = count(system, clients, 2 * args.echoes, args.push, src)
+                per = (two - one) / args.echoes
+                print(f"| {run.NAMES[system]} | {label} | {clients} | {per:,.0f} |")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from .logs import NO_RECORDER, Recorder, log_event, session_hash
 
 logger = logging.getLogger("bullet_py")
 
+_QUEUED = Delivery.QUEUED  # read on every push: a global costs less than an enum member
+
 
 class CloseReason:
     """Why a session ended (also the WebSocket close code used for it)."""
@@ -293,7 +295,7 @@ class Connection:
         if self.store_queue and not self.core.closing:
             return self.store.push(self.session_id, message)
         delivery = self.core.push(message)
-        if delivery is Delivery.QUEUED:
+        if delivery is _QUEUED:
             # _queued(), written out: this is the path of every push and broadcast.
             on_queued = self.on_queued
             if on_queued is not None:
