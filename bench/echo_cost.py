@@ -2,6 +2,7 @@
 
     python bench/echo_cost.py --systems plain,bullet --clients 1,20
     python bench/echo_cost.py --systems bullet --push 50 --src ../old/src   # two versions
+    python bench/echo_cost.py --systems bullet --push 50 --poll          # long-poll backlog
 
 CPU time per message moves by half on a shared machine, and this machine's
 hardware counters are not available (``perf stat -e instructions`` says
@@ -18,6 +19,12 @@ Systems: plain (``bench/peers/plain_aiohttp.py``), aiohttp (raw), bullet
 (``bench/servers/bullet_bench.py``, which echoes with the per-WebSocket
 message rate off: ``examples/echo.py``'s default of 200 a second would close
 these clients). Needs valgrind (``apt-get install valgrind``).
+
+``--poll`` (with ``--push K``, bullet only) counts the long-poll backlog of
+``bench/run.py``'s push-poll row instead: each client is one keep-alive
+HTTP/1.1 connection that fetches its cookie, asks for K messages twice
+(``POST push:K``), then polls (``GET``), one message an answer, and asks for K
+more each time K have arrived, so its backlog never runs dry.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import Any
 
 import run
 from lean_echo import FRAME, PONG
+from post_profile import _cookie, _request
 
 SCRIPTS = {
     "plain": run.SCRIPTS["plain"],
@@ -92,6 +100,96 @@ class Counted(asyncio.Protocol):
             finished.set_exception(ConnectionError("the server closed a connection"))
 
 
+class Polling(asyncio.Protocol):
+    """One long-polling client: ``POST push:K`` twice, then ``GET`` after ``GET``.
+
+    Requests go one at a time on one keep-alive connection; every K answers
+    that carry a message, it asks for K more (while the run's limit allows).
+    """
+
+    def __init__(self, cookie: str | None, state: dict[str, Any]) -> None:
+        self.state = state
+        self.get = _request("GET", cookie)
+        self.ask = _request("POST", cookie, b"push:%d" % state["batch"])
+        self.buffer = b""
+        self.received = 0
+        self.asks = 0  # requests for K more still to send, before the next poll
+        self.polling = False  # the request in flight is a poll
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self._ask_more()
+        self._ask_more()
+        self._send()
+
+    def _ask_more(self) -> None:
+        state = self.state
+        if state["sent"] + state["batch"] <= state["limit"]:
+            state["sent"] += state["batch"]
+            self.asks += 1
+
+    def _send(self) -> None:
+        self.polling = not self.asks
+        if self.asks:
+            self.asks -= 1
+        self.transport.write(self.get if self.polling else self.ask)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data
+        state = self.state
+        while (end := buffer.find(b"\r\n\r\n")) >= 0:
+            head = buffer[:end]
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if len(buffer) < end + 4 + length:
+                break
+            status = head[9:12]
+            if status not in (b"200", b"204"):
+                self._fail(RuntimeError(head.decode("latin-1")))
+                return
+            buffer = buffer[end + 4 + length :]
+            if self.polling and status == b"200" and length:
+                self.received += 1
+                state["done"] += 1
+                if self.received % state["batch"] == 0:
+                    self._ask_more()
+                if state["done"] == state["limit"]:
+                    state["finished"].set_result(None)
+            self._send()
+        self.buffer = buffer
+
+    def _fail(self, exc: Exception) -> None:
+        if not self.state["finished"].done():
+            self.state["finished"].set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionError(f"the server closed a connection: {exc}"))
+
+
+async def _drive_polls(port: int, clients: int, messages: int, batch: int) -> None:
+    loop = asyncio.get_running_loop()
+    state: dict[str, Any] = {
+        "done": 0,
+        "sent": 0,
+        "limit": messages,
+        "finished": loop.create_future(),
+        "batch": batch,
+    }
+    transports = []
+    for _ in range(clients):
+        cookie = await _cookie(port)
+        transport, _ = await loop.create_connection(
+            lambda cookie=cookie: Polling(cookie, state), "127.0.0.1", port
+        )
+        transports.append(transport)
+    await asyncio.wait_for(state["finished"], 600)
+    for transport in transports:
+        transport.abort()
+
+
 def _push_frame(batch: int) -> bytes:
     """A masked (all-zero key) client text frame asking the bench server for ``batch`` pushes."""
     message = b"push:%d" % batch
@@ -124,7 +222,14 @@ async def _drive(port: int, clients: int, echoes: int, push: int = 0) -> None:
         transport.abort()
 
 
-def count(system: str, clients: int, echoes: int, push: int = 0, src: Path | None = None) -> int:
+def count(
+    system: str,
+    clients: int,
+    echoes: int,
+    push: int = 0,
+    src: Path | None = None,
+    poll: bool = False,
+) -> int:
     """Instructions the server executed, start to exit, having served ``echoes`` messages.
 
     ``src``: the ``src`` folder of the bullet_py to run (another checkout, to
@@ -158,7 +263,10 @@ def count(system: str, clients: int, echoes: int, push: int = 0, src: Path | Non
             while not (line := server.stdout.readline()).startswith("listening on"):
                 if not line:
                     raise RuntimeError(f"{system} exited before listening")
-            asyncio.run(_drive(port, clients, echoes, push))
+            if poll:
+                asyncio.run(_drive_polls(port, clients, echoes, push))
+            else:
+                asyncio.run(_drive(port, clients, echoes, push))
             server.send_signal(signal.SIGINT)
             server.wait(300)
         finally:
@@ -187,8 +295,15 @@ def main() -> None:
         default=[],
         help="another checkout's src folder to measure beside this one (repeatable)",
     )
+    parser.add_argument(
+        "--poll", action="store_true", help="with --push K: the long-poll backlog (bullet only)"
+    )
     args = parser.parse_args()
+    if args.poll and (not args.push or args.systems != "bullet"):
+        parser.error("--poll needs --push K and --systems bullet")
     what = f"push (K={args.push})" if args.push else "echo"
+    if args.poll:
+        what = f"long-poll message (K={args.push})"
     trees: list[tuple[str, Path | None]] = [("this checkout", None)]
     trees += [(str(src), src) for src in args.src]
     print(f"| system | bullet_py | clients | instructions per {what} |")
@@ -196,8 +311,8 @@ def main() -> None:
     for clients in (int(c) for c in args.clients.split(",")):
         for system in args.systems.split(","):
             for label, src in trees if system == "bullet" else trees[:1]:
-                one = count(system, clients, args.echoes, args.push, src)
-                two = count(system, clients, 2 * args.echoes, args.push, src)
+                one = count(system, clients, args.echoes, args.push, src, args.poll)
+                two = count(system, clients, 2 * args.echoes, args.push, src, args.poll)
                 per = (two - one) / args.echoes
                 print(f"| {run.NAMES[system]} | {label} | {clients} | {per:,.0f} |")
 

@@ -106,7 +106,11 @@ async def serve_poll(endpoint: Services, exchange: Exchange) -> web.StreamRespon
         found = None  # an event stream's session: its queue is not in the store
     if isinstance(found, Connection) and not found.core.poll_allowed():
         found = None  # another tab's live stream: never take its messages
-    if isinstance(found, Connection) and not _counted(endpoint, exchange, found):
+    if (
+        exchange.seen is not None
+        and isinstance(found, Connection)
+        and not _counted(endpoint, exchange, found)
+    ):
         found = None  # it missed more than the session still keeps: a fresh one, and it is told
     store = endpoint.hub.store
     if found is None:
@@ -124,9 +128,19 @@ async def serve_poll(endpoint: Services, exchange: Exchange) -> web.StreamRespon
     if isinstance(found, _Elsewhere):
         return await _poll(endpoint, exchange, store, found.session_id, None)
     found.serve_polls()
-    # The queue is where the session's store keeps it: shared, or the session's own.
-    queue = store if found.store_queue else endpoint.hub.local_store
-    return await _poll(endpoint, exchange, queue, found.session_id, found)
+    if found.store_queue:  # the queue is in the shared store
+        return await _poll(endpoint, exchange, store, found.session_id, found)
+    # The session's own queue. A message already there is the answer at once:
+    # no wait, so no timer and no take (the path of a client with a backlog).
+    conn = found
+    message = conn.core.take_for_xhr()
+    if message is None:
+        return await _poll(endpoint, exchange, endpoint.hub.local_store, conn.session_id, conn)
+    conn.touch()
+    response, _ = await _answer_poll(
+        endpoint, exchange, conn.session_id, message, lambda: conn.requeue(message)
+    )
+    return response
 
 
 SESSION_HEADER = "X-Bullet-Session"
