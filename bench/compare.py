@@ -45,7 +45,10 @@ def ratios(results: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str], fl
     return out
 
 
-def codec(run: dict[str, Any]) -> float:
+def codec(run: dict[str, Any]) -> float | None:
+    """The codec's slowest row against erlastic (None for a run made with ``--no-codec``)."""
+    if not run.get("codec"):
+        return None
     return statistics.median(
         min(r["ratio"] for name, r in block["rows"].items() if name.startswith("bullet_py"))
         for block in run["codec"]
@@ -67,6 +70,8 @@ def main() -> None:
             f"| {max(0.0, worse) * 100:.0f} % |"
         )
     c_old, c_new = codec(before), codec(after)
+    if c_old is None or c_new is None:
+        return
     print(
         f"| codec | slowest × erlastic | {c_old:.2f} | {c_new:.2f} | {c_new / c_old:.2f} "
         f"| {max(0.0, 1 - c_new / c_old) * 100:.0f} % |"
