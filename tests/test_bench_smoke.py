@@ -9,6 +9,7 @@ benchmark cannot rot. The figures are not checked.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,33 @@ def test_smoke_benchmark_produces_the_table(tmp_path: Path) -> None:
     ), text
     assert "⚠" not in text, text  # no row failed
     assert "failed" not in text.lower(), text
+
+
+@pytest.mark.timeout(60)
+async def test_instruction_count_clients_finish_against_the_bench_server() -> None:
+    """``bench/echo_cost.py``'s clients (echo, push, long-poll backlog) run to their count.
+
+    Without valgrind: only the drivers, against the same bench server in this
+    process, so that the instruction counts cannot rot unseen. Each driver
+    returns only once every message it counts has arrived.
+    """
+    from aiohttp import web
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    sys.path.insert(0, str(ROOT / "bench" / "servers"))
+    try:
+        import bullet_bench
+        import echo_cost
+    finally:
+        del sys.path[:2]
+    runner = web.AppRunner(bullet_bench.make_app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        await asyncio.wait_for(echo_cost._drive(port, 3, 30), 20)
+        await asyncio.wait_for(echo_cost._drive(port, 3, 60, push=10), 20)
+        await asyncio.wait_for(echo_cost._drive_polls(port, 3, 60, 10), 20)
+    finally:
+        await runner.cleanup()
