@@ -54,18 +54,29 @@ TIMEOUT = 60.0
 
 
 class Bench(Handler):
-    """``bcast:X`` broadcasts X to every session; anything else is echoed."""
+    """``bcast:X`` broadcasts X to every session; ``send:X`` pushes X to this session
+    (``conn.send``: a polling session's next poll gets it); anything else is echoed."""
 
     async def on_message(self, conn: Connection, message: str) -> str | None:
         if message.startswith("bcast:"):
             await conn.hub.broadcast(message[6:])
+            return None
+        if message.startswith("send:"):
+            conn.send(message[5:])
             return None
         return message
 
 
 def make_app(*, broker: Broker | None = None) -> web.Application:
     app = web.Application()
-    options = Options(outbox_max_messages=1_000_000, post_rate_per_session=None)
+    # Every client comes from 127.0.0.1 and sends as fast as it is answered: rate limits off.
+    options = Options(
+        outbox_max_messages=1_000_000,
+        post_rate_per_session=None,
+        ws_message_rate=None,
+        session_mint_rate_per_address=None,
+        session_mint_rate_per_cookie=None,
+    )
     setup(app, "/bullet", Bench, options=options, broker=broker)
     return app
 
@@ -78,7 +89,19 @@ def serve(port: int, redis_url: str | None, prefix: str) -> None:
         from bullet_py.backends.redis import RedisBackend
 
         broker = RedisBackend(redis_url, prefix=prefix)
-    run(make_app(broker=broker), "127.0.0.1", port)
+    profile = os.environ.get("BULLET_BENCH_PROFILE")  # bench/redis_cost.py --profile
+    if not profile:
+        run(make_app(broker=broker), "127.0.0.1", port)
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        run(make_app(broker=broker), "127.0.0.1", port)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(f"{profile}-{port}.prof")
 
 
 # --- processes ---------------------------------------------------------------------

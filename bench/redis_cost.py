@@ -1,0 +1,499 @@
+"""What Redis costs: pushes and long-poll echoes, in memory and through Redis, in one run.
+
+    python bench/redis_cost.py              # about two minutes
+    python bench/redis_cost.py --smoke      # a few seconds, tiny counts (the figures mean nothing)
+    python bench/redis_cost.py --profile DIR  # also cProfile each server into DIR/<row>.prof
+
+Starts its own ``redis-server`` (a free port of 127.0.0.1, no persistence) and
+the server processes of ``bench/cluster.py`` (its ``Bench`` handler, every rate
+limit off). Every client is a bare ``asyncio.Protocol`` (no HTTP or WebSocket
+library), so the clients cost far less than the servers and the rates measure
+the servers (and Redis), not this process. Workloads:
+
+- **push**: ``--pages`` WebSocket pages; pushers (one lean WebSocket each) send
+  ``bcast:N`` for ``--pushes`` numbers as fast as they are read, and the clock
+  stops when every page has every push. pushes/s counts each broadcast once.
+- **long-poll echo**: ``--clients`` sessions, each on a keep-alive connection
+  POSTing a 100-character message, one in flight, read back from the POST's
+  answer (``bench/run.py``'s long-poll row), for ``--duration`` seconds after
+  ``--warmup``.
+- **long-poll via the queue**: the same sessions POST ``send:X``; the handler
+  pushes X (``conn.send``) and the session's parked GET (its own connection)
+  answers with it; the next GET and POST go out then. With Redis each message
+  is a queue write, a take and an acknowledgement in Redis.
+
+Setups: (a) memory, 1 process; (b) Redis, 1 worker; with 2 Redis workers,
+(c) pushes made on worker 1 to pages on worker 1 (same-worker), (d) pushes made
+on worker 0 to pages on worker 1 (cross-worker), and the aggregate: sessions
+split over both workers (pushes: one pusher per worker, pages on both), against
+the same load on 1 worker. The ratios the targets name are printed under the
+table. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cluster  # noqa: E402  (bench/cluster.py: processes, redis-server, the handler)
+
+MESSAGE = b"m" * 90 + b"0123456789"
+TIMEOUT = 60.0
+
+
+# --- lean WebSocket -------------------------------------------------------------------
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A masked text frame with the all-zero key: the payload goes out unchanged."""
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x81, 0x80 | n])
+    else:
+        head = bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+PONG = bytes([0x8A, 0x80]) + b"\0\0\0\0"
+
+
+class Page(asyncio.Protocol):
+    """One WebSocket: counts the text frames it receives; done once ``expect`` arrived."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.buffer = b""
+        self.transport: Any = None
+        loop = asyncio.get_running_loop()
+        self.upgraded: asyncio.Future[None] = loop.create_future()
+        self.received = 0
+        self.expect = 0
+        self.last = 0.0
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.closing = False  # closed by us: no error
+
+    def close(self) -> None:
+        self.closing = True
+        self.transport.close()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.write(
+            b"GET /bullet HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n" % self.port
+        )
+
+    def expecting(self, count: int) -> asyncio.Future[None]:
+        self.received = 0
+        self.expect = count
+        self.done = asyncio.get_running_loop().create_future()
+        return self.done
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data
+        if not self.upgraded.done():
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buffer
+                return
+            if b" 101 " not in buffer[: buffer.find(b"\r\n")]:
+                self.upgraded.set_exception(ConnectionError(buffer[:80].decode(errors="replace")))
+                return
+            self.upgraded.set_result(None)
+            buffer = buffer[end + 4 :]
+        got = 0
+        while len(buffer) >= 2:
+            size, head = buffer[1] & 0x7F, 2
+            if size == 126:
+                if len(buffer) < 4:
+                    break
+                size, head = int.from_bytes(buffer[2:4], "big"), 4
+            elif size == 127:
+                if len(buffer) < 10:
+                    break
+                size, head = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < head + size:
+                break
+            opcode = buffer[0] & 0x0F
+            buffer = buffer[head + size :]
+            if opcode == 0x1:
+                got += 1
+            elif opcode == 0x9:
+                self.transport.write(PONG)
+            elif opcode == 0x8 and not self.done.done():
+                self.done.set_exception(ConnectionError("closed by the server"))
+        self.buffer = buffer
+        if got:
+            self.received += got
+            self.last = time.perf_counter()
+            if self.received >= self.expect and not self.done.done():
+                self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for future in (self.upgraded, self.done):
+            if not future.done() and not self.closing:
+                future.set_exception(exc or ConnectionError("closed"))
+
+
+async def open_page(port: int) -> Page:
+    """A page whose session is open (its echo came back)."""
+    loop = asyncio.get_running_loop()
+    _, page = await loop.create_connection(lambda: Page(port), "127.0.0.1", port)
+    await asyncio.wait_for(page.upgraded, TIMEOUT)
+    ready = page.expecting(1)
+    page.transport.write(text_frame(b"ready"))
+    await asyncio.wait_for(ready, TIMEOUT)
+    return page
+
+
+# --- lean long-poll ---------------------------------------------------------------------
+
+
+def http_request(method: str, port: int, cookie: str | None, body: bytes = b"") -> bytes:
+    """A request as the original client's XHR transport makes it."""
+    lines = [
+        f"{method} /bullet HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "X-Socket-Transport: xhrPolling",
+        "X-Requested-With: XMLHttpRequest",
+        "Accept-Encoding: identity",
+    ]
+    if method == "POST":
+        lines.append("Content-Type: application/x-www-form-urlencoded; charset=UTF-8")
+        lines.append(f"Content-Length: {len(body)}")
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class Counter:
+    """What the long-poll clients of one measure share."""
+
+    def __init__(self) -> None:
+        self.answered = 0
+        self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.failed.done():
+            self.failed.set_exception(exc)
+
+
+class Http(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection; ``on_answer(status)`` after each whole answer."""
+
+    def __init__(self, counter: Counter, on_answer: Callable[[bytes], None]) -> None:
+        self.counter = counter
+        self.on_answer = on_answer
+        self.buffer = b""
+        self.transport: Any = None
+        self.closed = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data
+        while (end := buffer.find(b"\r\n\r\n")) >= 0:
+            head = buffer[:end]
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if len(buffer) < end + 4 + length:
+                break
+            buffer = buffer[end + 4 + length :]
+            self.on_answer(head[9:12])
+        self.buffer = buffer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.counter.fail(ConnectionError(f"closed: {exc}"))
+
+
+async def fetch_cookie(port: int) -> str:
+    """One GET without a cookie, as the original client's first poll: the cookie it gets."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(http_request("GET", port, None))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    writer.close()
+    for line in head.decode("latin-1").split("\r\n"):
+        if line.lower().startswith("set-cookie:"):
+            return line.split(":", 1)[1].split(";", 1)[0].strip()
+    raise RuntimeError(f"no cookie: {head[:80]!r}")
+
+
+class EchoSession:
+    """POST the message, read the echo from the answer, POST again."""
+
+    def __init__(self, port: int, cookie: str, counter: Counter) -> None:
+        self.request = http_request("POST", port, cookie, MESSAGE)
+        self.counter = counter
+        self.conn = Http(counter, self.answered)
+        self.stopping = False
+
+    def answered(self, status: bytes) -> None:
+        if status != b"200":
+            self.counter.fail(RuntimeError(f"POST answered {status!r}"))
+            return
+        self.counter.answered += 1
+        if not self.stopping:
+            self.conn.transport.write(self.request)
+
+    def start(self) -> None:
+        self.conn.transport.write(self.request)
+
+
+class QueueSession:
+    """A GET parked; POST ``send:X``; the GET's answer counts, then the next GET and POST."""
+
+    def __init__(self, port: int, cookie: str, counter: Counter) -> None:
+        self.get = http_request("GET", port, cookie)
+        self.post = http_request("POST", port, cookie, b"send:" + MESSAGE)
+        self.counter = counter
+        self.poll = Http(counter, self.polled)
+        self.sender = Http(counter, self.sent)
+        self.stopping = False
+
+    def polled(self, status: bytes) -> None:
+        if status == b"204":  # the poll's timeout: poll again
+            self.poll.transport.write(self.get)
+            return
+        if status != b"200":
+            self.counter.fail(RuntimeError(f"GET answered {status!r}"))
+            return
+        self.counter.answered += 1
+        if not self.stopping:
+            self.poll.transport.write(self.get)
+            self.sender.transport.write(self.post)
+
+    def sent(self, status: bytes) -> None:
+        if status not in (b"200", b"204"):
+            self.counter.fail(RuntimeError(f"POST answered {status!r}"))
+
+    def start(self) -> None:
+        self.poll.transport.write(self.get)
+        self.sender.transport.write(self.post)
+
+
+async def _connect(port: int, factory: Callable[[], Http]) -> Http:
+    loop = asyncio.get_running_loop()
+    _, conn = await loop.create_connection(factory, "127.0.0.1", port)
+    return conn
+
+
+async def long_poll(ports: list[int], queue: bool, args: argparse.Namespace) -> float:
+    """Messages/s of ``--clients`` sessions spread over ``ports`` (each stays on its worker)."""
+    counter = Counter()
+    sessions: list[EchoSession | QueueSession] = []
+    conns: list[Http] = []
+    try:
+        for i in range(args.clients):
+            port = ports[i % len(ports)]
+            cookie = await fetch_cookie(port)
+            if queue:
+                q = QueueSession(port, cookie, counter)
+                conns.append(await _connect(port, lambda q=q: q.poll))  # type: ignore[misc]
+                conns.append(await _connect(port, lambda q=q: q.sender))  # type: ignore[misc]
+                sessions.append(q)
+            else:
+                e = EchoSession(port, cookie, counter)
+                conns.append(await _connect(port, lambda e=e: e.conn))  # type: ignore[misc]
+                sessions.append(e)
+        for session in sessions:
+            session.start()
+        await _window(counter, args.warmup)
+        start_n, start_t = counter.answered, time.perf_counter()
+        await _window(counter, args.duration)
+        rate = (counter.answered - start_n) / (time.perf_counter() - start_t)
+    finally:
+        for session in sessions:
+            session.stopping = True
+        for conn in conns:
+            conn.closed = True
+            if conn.transport is not None:
+                conn.transport.close()
+    return rate
+
+
+async def _window(counter: Counter, seconds: float) -> None:
+    """Let the clients run ``seconds``; a failed request raises."""
+    done, _ = await asyncio.wait([counter.failed], timeout=seconds)
+    if done:
+        counter.failed.result()
+
+
+# --- pushes -----------------------------------------------------------------------------
+
+
+async def pushes(
+    pusher_ports: list[int], page_ports: list[int], args: argparse.Namespace
+) -> tuple[float, float]:
+    """(pushes/s, deliveries/s): each pusher broadcasts ``--pushes`` numbers to every page."""
+    pages = [await open_page(page_ports[i % len(page_ports)]) for i in range(args.pages)]
+    pushers = [await open_page(port) for port in pusher_ports]
+    try:
+        rounds = [(50, False), (args.pushes, True)]  # a warm-up round, then the measured one
+        rate = 0.0
+        for count, counted in rounds:
+            total = count * len(pushers)
+            waits = [page.expecting(total) for page in pages]
+            for pusher in pushers:
+                pusher.expecting(total)  # a pusher is a page too: it gets every broadcast
+            start = time.perf_counter()
+            frames = [text_frame(b"bcast:%d" % n) for n in range(count)]
+            for i in range(0, count, 100):  # in slices, so every pusher's frames interleave
+                for pusher in pushers:
+                    pusher.transport.write(b"".join(frames[i : i + 100]))
+                await asyncio.sleep(0)
+            await asyncio.wait_for(asyncio.gather(*waits), TIMEOUT)
+            elapsed = max(page.last for page in pages) - start
+            if counted:
+                rate = total / elapsed
+        return rate, rate * len(pages)
+    finally:
+        for page in [*pages, *pushers]:
+            page.close()
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    pushes: float = 0.0  # pushes/s
+    deliveries: float = 0.0
+    echo: float = 0.0  # long-poll echo msgs/s
+    queued: float = 0.0  # long-poll via the queue msgs/s
+
+
+def _port(url: str) -> int:
+    return int(url.split(":")[2].split("/")[0])
+
+
+@contextlib.asynccontextmanager
+async def _servers(
+    count: int, redis_url: str | None, prefix: str, args: argparse.Namespace
+) -> AsyncIterator[list[int]]:
+    profile = args.profile
+    if profile:
+        os.environ["BULLET_BENCH_PROFILE"] = str(Path(profile) / prefix)
+    try:
+        async with cluster.servers(count, redis_url, prefix) as urls:
+            yield [_port(url) for url in urls]
+    finally:
+        os.environ.pop("BULLET_BENCH_PROFILE", None)
+
+
+async def one_setup(ports: list[int], args: argparse.Namespace) -> Figures:
+    figures = Figures()
+    figures.pushes, figures.deliveries = await pushes(ports, ports, args)
+    figures.echo = await long_poll(ports, False, args)
+    figures.queued = await long_poll(ports, True, args)
+    return figures
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    async with _servers(1, None, "memory", args) as ports:
+        out["a"] = await one_setup(ports, args)
+    async with cluster.redis_server() as redis_url:
+        async with _servers(1, redis_url, "redis1", args) as ports:
+            out["b"] = await one_setup(ports, args)
+        async with _servers(2, redis_url, "redis2", args) as ports:
+            w0, w1 = ports
+            c, d, agg = Figures(), Figures(), Figures()
+            c.pushes, c.deliveries = await pushes([w1], [w1], args)
+            d.pushes, d.deliveries = await pushes([w0], [w1], args)
+            agg.pushes, agg.deliveries = await pushes([w0, w1], [w0, w1], args)
+            agg.echo = await long_poll([w0, w1], False, args)
+            agg.queued = await long_poll([w0, w1], True, args)
+            out["c"], out["d"], out["agg"] = c, d, agg
+        async with _servers(1, redis_url, "redis1b", args) as ports:
+            one = Figures()  # the aggregate's baseline: the same two pushers on one worker
+            one.pushes, one.deliveries = await pushes([ports[0], ports[0]], ports, args)
+            out["one"] = one
+    return out
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b else "n/a"
+
+
+def report(out: dict[str, Any], args: argparse.Namespace) -> str:
+    a, b, c, d, agg, one = (out[k] for k in ("a", "b", "c", "d", "agg", "one"))
+
+    def n(value: float) -> str:
+        return f"{value:,.0f}" if value else "—"
+
+    lines = [
+        f"Pushes: {args.pages} WebSocket pages, {args.pushes} broadcasts per pusher, back to "
+        f"back. Long-poll: {args.clients} sessions, {args.duration:g} s after {args.warmup:g} s.",
+        "",
+        "| setup | pushes/s | deliveries/s | long-poll echo msgs/s | long-poll via queue msgs/s |",
+        "|---|---:|---:|---:|---:|",
+        f"| (a) memory, 1 process | {n(a.pushes)} | {n(a.deliveries)} | {n(a.echo)} "
+        f"| {n(a.queued)} |",
+        f"| (b) redis, 1 worker | {n(b.pushes)} | {n(b.deliveries)} | {n(b.echo)} "
+        f"| {n(b.queued)} |",
+        f"| (c) redis, 2 workers, push on 1, pages on 1 | {n(c.pushes)} | {n(c.deliveries)} "
+        "| — | — |",
+        f"| (d) redis, 2 workers, push on 0, pages on 1 | {n(d.pushes)} | {n(d.deliveries)} "
+        "| — | — |",
+        f"| redis, 1 worker, 2 pushers (aggregate's baseline) | {n(one.pushes)} "
+        f"| {n(one.deliveries)} | {n(b.echo)} | {n(b.queued)} |",
+        f"| redis, 2 workers, aggregate (sessions split, a pusher each) | {n(agg.pushes)} "
+        f"| {n(agg.deliveries)} | {n(agg.echo)} | {n(agg.queued)} |",
+        "",
+        "| ratio | target | measured |",
+        "|---|---:|---:|",
+        f"| pushes, redis 1 worker / memory (b/a) | ≥ 0.8 | {_ratio(b.pushes, a.pushes)} |",
+        f"| long-poll echo, redis 1 worker / memory (b/a) | ≥ 0.8 | {_ratio(b.echo, a.echo)} |",
+        f"| long-poll via queue, redis 1 worker / memory (b/a) | ≥ 0.8 "
+        f"| {_ratio(b.queued, a.queued)} |",
+        f"| pushes, cross-worker / same-worker (d/c) | ≥ 0.8 | {_ratio(d.pushes, c.pushes)} |",
+        f"| pushes, 2 workers / 1 worker (aggregate) | reported "
+        f"| {_ratio(agg.pushes, one.pushes)} |",
+        f"| long-poll echo, 2 workers / 1 worker | reported | {_ratio(agg.echo, b.echo)} |",
+        f"| long-poll via queue, 2 workers / 1 worker | reported "
+        f"| {_ratio(agg.queued, b.queued)} |",
+        "",
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}; "
+        "servers, redis-server and clients share the machine, unpinned.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--pages", type=int, default=20)
+    parser.add_argument("--pushes", type=int, default=3000)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--profile", help="cProfile every server into this directory")
+    parser.add_argument("--smoke", action="store_true", help="tiny counts, a few seconds")
+    args = parser.parse_args()
+    if args.smoke:
+        args.pages, args.pushes, args.clients = 3, 60, 3
+        args.warmup, args.duration = 0.2, 0.3
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    print(report(asyncio.run(run(args)), args))
+
+
+if __name__ == "__main__":
+    main()
