@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import cluster  # noqa: E402  (bench/cluster.py: processes, redis-server, the handler)
+import cluster
 
 MESSAGE = b"m" * 90 + b"0123456789"
 TIMEOUT = 60.0

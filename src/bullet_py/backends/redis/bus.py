@@ -6,7 +6,9 @@ its publisher's id (``o``) and sequence number (``n``), so a retried write is
 seen once, and one publisher's entries are read in the order it wrote them.
 Field ``k`` says what an entry is: ``send``, ``broadcast``, ``info`` (pushes),
 ``fwd`` and ``rep`` (a POST forwarded to a session's home, its reply),
-``wake`` (a queue with parked polls got a message), ``gone`` (a session ended).
+``wake`` (a queue with parked polls got a message), ``gone`` (a session ended);
+``many`` holds several of the others, from one publisher, in order (the writer
+groups the small entries of one batch: see :mod:`.writer`).
 """
 
 from __future__ import annotations
@@ -147,6 +149,9 @@ class BusReader:
         origin = fields.get("o")
         if origin is not None:
             if origin == self._link.worker_id:
+                return  # delivered here when it was made (a group is not even decoded)
+            if fields.get("k") == "many":
+                self._dispatch_group(origin, fields.get("e", "[]"))
                 return
             seq = int(fields.get("n", "0"))
             if seq <= self._seen.get(origin, 0):
@@ -179,6 +184,15 @@ class BusReader:
                     origin=origin or "",
                 )
             )
+
+    def _dispatch_group(self, origin: str, entries: str) -> None:
+        """Each entry of a group, in order, as if it had been read on its own."""
+        for entry in json.loads(entries):
+            entry["o"] = origin
+            try:
+                self.dispatch(entry)
+            except Exception:
+                logger.exception("bus entry could not be handled")
 
 
 def _id_after(a: str, b: str) -> bool:

@@ -54,6 +54,7 @@ class Store:
         self._waiters: dict[str, list[_Waiter]] = {}
         self._homed: dict[str, bool] = {}  # session id -> queued in Redis
         self._claims: dict[str, asyncio.Event] = {}  # claimed ids not yet adopted
+        self._acking: dict[str, int] = {}  # session id -> its acknowledgements not yet applied
 
     # --- pending ids and homes -------------------------------------------------------------
 
@@ -253,6 +254,14 @@ class Store:
                 if remaining <= 0:
                     break
                 waiter.event.clear()
+                if session_id in self._acking:
+                    # This worker's last answer for the session is not acknowledged in
+                    # Redis yet: a take now would find that message still in flight
+                    # and park, a round trip for nothing. The acknowledgement wakes us.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(remaining):
+                            await waiter.event.wait()
+                    continue
                 call = scripts.take(
                     s=keys.s,
                     q=keys.q,
@@ -310,9 +319,15 @@ class Store:
 
     def delivered(self, taken: Taken) -> None:
         link = self._link
+        session_id = taken.session_id
+        acking = self._acking
+        acking[session_id] = acking.get(session_id, 0) + 1
 
         def acked(_: Any) -> None:
-            self.wake(taken.session_id)  # a poll here waiting for this one's answer
+            left = acking.pop(session_id, 1) - 1
+            if left > 0:
+                acking[session_id] = left
+            self.wake(session_id)  # a poll here waiting for this one's answer
 
         call = scripts.ack(
             f=link.in_flight,
@@ -321,7 +336,10 @@ class Store:
             prefix=link.settings.prefix,
             maxlen=link.maxlen,
         )
-        self._writer.call(call, size=len(taken.token), done=acked, essential=True)
+        if not self._writer.call(
+            call, size=len(taken.token), done=acked, essential=True, settle=True
+        ):
+            acked(None)  # closing: nothing will acknowledge it, nothing must wait for it
 
     def requeue(self, taken: Taken) -> None:
         self._requeue_token(taken.token)

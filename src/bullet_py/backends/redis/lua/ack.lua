@@ -11,7 +11,9 @@ local s = prefix .. ':s:' .. sid
 if redis.call('HGET', s, 'fly') == token then
   redis.call('HDEL', s, 'fly')
   if redis.call('LLEN', prefix .. ':q:' .. sid) > 0 then
-    wake(prefix .. ':k:' .. sid, bus, maxlen, sid, now_ms())
+    -- The caller wakes its own worker's polls (the token names that worker).
+    local me = string.match(token, '^(.+):%d+$') or ''
+    wake_others(prefix .. ':k:' .. sid, bus, maxlen, sid, now_ms(), me)
   end
 end
 return 1

@@ -22,6 +22,19 @@ local function wake(parked, bus, maxlen, sid, now)
   end
 end
 
+-- The same, for a caller that wakes its own worker's polls itself (the push's and
+-- the acknowledgement's callbacks do): a bus entry only for polls parked elsewhere.
+-- Tokens are '<worker>:<n>'; a session has a few parked polls at most.
+local function wake_others(parked, bus, maxlen, sid, now, me)
+  local mine = me .. ':'
+  for _, token in ipairs(redis.call('ZRANGEBYSCORE', parked, now, '+inf')) do
+    if string.sub(token, 1, string.len(mine)) ~= mine then
+      redis.call('XADD', bus, 'MAXLEN', '~', maxlen, '*', 'k', 'wake', 's', sid)
+      return
+    end
+  end
+end
+
 local function dead(workers, who, now, trust)
   if trust ~= '1' then return false end
   local until_ms = redis.call('ZSCORE', workers, who)

@@ -29,6 +29,6 @@ end
 redis.call('RPUSH', q, message)
 redis.call('HSET', s, 'qc', c + size)
 redis.call('PEXPIRE', q, ttl_ms)
-wake(k, bus, maxlen, sid, now)
+wake_others(k, bus, maxlen, sid, now, me)  -- the caller wakes this worker's polls
 if dropped > 0 then return {'dropped', dropped} end
 return {'ok', 0}

@@ -1,0 +1,174 @@
+"""The writer's grouping of small bus entries, and the reader's reading of groups.
+
+Without a server: which writes of a batch share one stream entry, what a group
+entry holds, which result each write gets, and how a reader dispatches a
+group (in order, each entry once, its own groups unread). With a server: a
+burst of pushes is one stream entry that another worker delivers in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from bullet_py.backends.base import Envelope, Kind
+from bullet_py.backends.redis import RedisBackend
+from bullet_py.backends.redis.bus import BusReader
+from bullet_py.backends.redis.link import BIG_ENTRY, Link, Settings
+from bullet_py.backends.redis.scripts import Call
+from bullet_py.backends.redis.writer import (
+    GROUP_MAX,
+    _Write,
+    group_fields,
+    plan,
+    spread,
+)
+from tests.backends.conftest import RedisServer
+
+
+def entry(n: int, message: str = "m", kind: str = "broadcast") -> _Write:
+    fields = {"k": kind, "m": message, "o": "me", "n": str(n)}
+    return _Write(None, fields, sum(len(k) + len(v) for k, v in fields.items()))
+
+
+def script() -> _Write:
+    return _Write(Call("ack", ("f", "bus"), ("t", "p", 10)), None, 4)
+
+
+def test_consecutive_small_entries_share_one_command_and_scripts_stay_in_place() -> None:
+    batch = [entry(1), entry(2), entry(3), script(), entry(4), script(), entry(5), entry(6)]
+    assert plan(batch) == [(0, 3), (3, 4), (4, 5), (5, 6), (6, 8)]
+
+
+def test_large_entries_and_forwarded_posts_are_never_grouped() -> None:
+    big = entry(2, "x" * BIG_ENTRY)
+    fwd = entry(4, kind="fwd")
+    batch = [entry(1), big, entry(3), fwd, entry(5)]
+    assert plan(batch) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+
+
+def test_a_group_stops_at_its_size_bound() -> None:
+    text = "y" * (BIG_ENTRY - 20)
+    batch = [entry(n, text) for n in range(1, 400)]
+    runs = plan(batch)
+    assert len(runs) > 1
+    assert [i for run in runs for i in range(*run)] == list(range(len(batch)))  # all, in order
+    for start, end in runs:
+        assert sum(w.size for w in batch[start:end]) <= GROUP_MAX
+
+
+def test_a_group_entry_holds_every_entry_in_order_with_its_own_number() -> None:
+    fields = group_fields("me", [entry(7, "a\ud800é"), entry(8, "b")])
+    assert fields["k"] == "many"
+    assert fields["o"] == "me"
+    assert fields["n"] == "8"
+    assert json.loads(fields["e"]) == [
+        {"k": "broadcast", "m": "a\ud800é", "n": "7"},
+        {"k": "broadcast", "m": "b", "n": "8"},
+    ]
+
+
+def test_a_groups_reply_goes_to_its_first_write_and_an_error_to_every_write() -> None:
+    trimmed = ["5-0", 3, 100, 0]
+    failure = redis_errors.ConnectionError("gone")
+    results = spread([(0, 3), (3, 4), (4, 6)], [trimmed, 1, failure])
+    assert results == [trimmed, "5-0", "5-0", 1, failure, failure]
+
+
+def reader(me: str = "reader") -> tuple[BusReader, list[Envelope]]:
+    settings = Settings(
+        url="redis://127.0.0.1:1/0",
+        prefix="p",
+        session_ttl=60.0,
+        worker_ttl=15.0,
+        heartbeat=4.0,
+        forward_timeout=30.0,
+        buffer_max_writes=10,
+        buffer_max_bytes=1000,
+        reconnect_min=0.05,
+        reconnect_max=1.0,
+        socket_timeout=5.0,
+        bus_maxlen=1000,
+        bus_max_bytes=10_000,
+        bus_max_age=None,
+        pool_size=1,
+        write_only=False,
+    )
+    got: list[Envelope] = []
+    bus = BusReader(Link(settings, me), asyncio.Event(), listener=None)  # type: ignore[arg-type]
+    bus.deliver = got.append
+    return bus, got
+
+
+def test_a_reader_delivers_a_groups_entries_in_order_once() -> None:
+    bus, got = reader()
+    first = group_fields("w1", [entry(1, "a"), entry(2, "b")])
+    bus.dispatch(first)
+    bus.dispatch(first)  # a group written again after an unclear failure
+    bus.dispatch(group_fields("w1", [entry(2, "b"), entry(3, "c")]))  # regrouped on replay
+    assert [(e.message, e.origin, e.kind) for e in got] == [
+        ("a", "w1", Kind.BROADCAST),
+        ("b", "w1", Kind.BROADCAST),
+        ("c", "w1", Kind.BROADCAST),
+    ]
+
+
+def test_a_reader_skips_its_own_groups() -> None:
+    bus, got = reader(me="w1")
+    bus.dispatch(group_fields("w1", [entry(1, "a"), entry(2, "b")]))
+    assert got == []
+
+
+def test_a_bad_entry_in_a_group_does_not_stop_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus, got = reader()
+    bad = {"k": "info", "s": "x", "i": "{not json", "n": "1"}
+    fields = {
+        "k": "many",
+        "o": "w1",
+        "n": "2",
+        "e": json.dumps([bad, {"k": "broadcast", "m": "ok", "n": "2"}]),
+    }
+    bus.dispatch(fields)
+    assert [e.message for e in got] == ["ok"]
+    assert "bus entry could not be handled" in caplog.text
+
+
+@pytest.mark.redis
+async def test_a_burst_of_pushes_is_one_stream_entry_another_worker_reads_in_order(
+    redis_server: RedisServer,
+) -> None:
+    prefix = "batching"
+    got: list[Envelope] = []
+    arrived = asyncio.Event()
+
+    def deliver(envelope: Envelope) -> None:
+        got.append(envelope)
+        if len(got) == 200:
+            arrived.set()
+
+    def ignore(_: Envelope) -> None:
+        pass
+
+    pusher = RedisBackend(redis_server.url, prefix=prefix)
+    other = RedisBackend(redis_server.url, prefix=prefix)
+    client: Any = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        await pusher.start(ignore)
+        await other.start(deliver)
+        for i in range(200):  # no await yields to the writer: one batch
+            await pusher.publish(Envelope(Kind.BROADCAST, f"m{i}", origin=pusher.worker_id))
+        async with asyncio.timeout(10):
+            await arrived.wait()
+        assert [e.message for e in got] == [f"m{i}" for i in range(200)]
+        assert await client.xlen(f"{prefix}:bus") == 1
+    finally:
+        await pusher.close()
+        await other.close()
+        await client.aclose()
