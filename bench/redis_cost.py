@@ -1,8 +1,8 @@
 """What Redis costs: pushes and long-poll echoes, in memory and through Redis, in one run.
 
-    python bench/redis_cost.py              # about two minutes
+    python bench/redis_cost.py              # about three minutes (3 rounds)
     python bench/redis_cost.py --smoke      # a few seconds, tiny counts (the figures mean nothing)
-    python bench/redis_cost.py --profile DIR  # also cProfile each server into DIR/<row>.prof
+    python bench/redis_cost.py --profile DIR  # cProfile each server: DIR/<setup>-<port>.prof
 
 Starts its own ``redis-server`` (a free port of 127.0.0.1, no persistence) and
 the server processes of ``bench/cluster.py`` (its ``Bench`` handler, every rate
@@ -27,7 +27,10 @@ Setups: (a) memory, 1 process; (b) Redis, 1 worker; with 2 Redis workers,
 on worker 0 to pages on worker 1 (cross-worker), and the aggregate: sessions
 split over both workers (pushes: one pusher per worker, pages on both), against
 the same load on 1 worker. The ratios the targets name are printed under the
-table. Figures are printed, never asserted.
+table, each computed within a round (cells of one round are measured seconds
+apart, every server running throughout) and summarised as the median and the
+range over ``--repeats`` rounds: on a shared machine the range is the noise.
+Figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ import asyncio
 import contextlib
 import os
 import platform
+import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -337,10 +340,8 @@ async def _window(counter: Counter, seconds: float) -> None:
 # --- pushes -----------------------------------------------------------------------------
 
 
-async def pushes(
-    pusher_ports: list[int], page_ports: list[int], args: argparse.Namespace
-) -> tuple[float, float]:
-    """(pushes/s, deliveries/s): each pusher broadcasts ``--pushes`` numbers to every page."""
+async def pushes(pusher_ports: list[int], page_ports: list[int], args: argparse.Namespace) -> float:
+    """Pushes/s: each pusher broadcasts ``--pushes`` numbers to every page (and pusher)."""
     pages = [await open_page(page_ports[i % len(page_ports)]) for i in range(args.pages)]
     pushers = [await open_page(port) for port in pusher_ports]
     try:
@@ -361,7 +362,7 @@ async def pushes(
             elapsed = max(page.last for page in pages) - start
             if counted:
                 rate = total / elapsed
-        return rate, rate * len(pages)
+        return rate
     finally:
         for page in [*pages, *pushers]:
             page.close()
@@ -369,13 +370,32 @@ async def pushes(
 
 # --- the run --------------------------------------------------------------------------------
 
+#: Every figure: (key, setup, workload). Keys name the cells the ratios use.
+CELLS = [
+    ("a.push", "(a) memory, 1 process", "push"),
+    ("b.push", "(b) redis, 1 worker", "push"),
+    ("c.push", "(c) redis, 2 workers: push on 1, pages on 1 (same-worker)", "push"),
+    ("d.push", "(d) redis, 2 workers: push on 0, pages on 1 (cross-worker)", "push"),
+    ("one.push", "redis, 1 worker: 2 pushers (the aggregate's baseline)", "push"),
+    ("two.push", "redis, 2 workers: a pusher on each, pages on both (aggregate)", "push"),
+    ("a.echo", "(a) memory, 1 process", "echo"),
+    ("b.echo", "(b) redis, 1 worker", "echo"),
+    ("two.echo", "redis, 2 workers: sessions split (aggregate)", "echo"),
+    ("a.queue", "(a) memory, 1 process", "queue"),
+    ("b.queue", "(b) redis, 1 worker", "queue"),
+    ("two.queue", "redis, 2 workers: sessions split (aggregate)", "queue"),
+]
 
-@dataclass
-class Figures:
-    pushes: float = 0.0  # pushes/s
-    deliveries: float = 0.0
-    echo: float = 0.0  # long-poll echo msgs/s
-    queued: float = 0.0  # long-poll via the queue msgs/s
+#: The ratios: (what, target, numerator, denominator).
+RATIOS = [
+    ("pushes, redis 1 worker / memory (b/a)", "≥ 0.8", "b.push", "a.push"),
+    ("long-poll echo, redis 1 worker / memory (b/a)", "≥ 0.8", "b.echo", "a.echo"),
+    ("long-poll via queue, redis 1 worker / memory (b/a)", "≥ 0.8", "b.queue", "a.queue"),
+    ("pushes, cross-worker / same-worker (d/c)", "≥ 0.8", "d.push", "c.push"),
+    ("pushes, 2 workers / 1 worker (aggregate)", "reported", "two.push", "one.push"),
+    ("long-poll echo, 2 workers / 1 worker", "reported", "two.echo", "b.echo"),
+    ("long-poll via queue, 2 workers / 1 worker", "reported", "two.queue", "b.queue"),
+]
 
 
 def _port(url: str) -> int:
@@ -386,9 +406,8 @@ def _port(url: str) -> int:
 async def _servers(
     count: int, redis_url: str | None, prefix: str, args: argparse.Namespace
 ) -> AsyncIterator[list[int]]:
-    profile = args.profile
-    if profile:
-        os.environ["BULLET_BENCH_PROFILE"] = str(Path(profile) / prefix)
+    if args.profile:
+        os.environ["BULLET_BENCH_PROFILE"] = str(Path(args.profile) / prefix)
     try:
         async with cluster.servers(count, redis_url, prefix) as urls:
             yield [_port(url) for url in urls]
@@ -396,78 +415,67 @@ async def _servers(
         os.environ.pop("BULLET_BENCH_PROFILE", None)
 
 
-async def one_setup(ports: list[int], args: argparse.Namespace) -> Figures:
-    figures = Figures()
-    figures.pushes, figures.deliveries = await pushes(ports, ports, args)
-    figures.echo = await long_poll(ports, False, args)
-    figures.queued = await long_poll(ports, True, args)
+async def run(args: argparse.Namespace) -> dict[str, list[float]]:
+    """Every cell, ``--repeats`` rounds; in each round every cell once, in the same order.
+
+    All the servers run for the whole run (idle but for the cell measured), so
+    the cells compared by a ratio are measured minutes apart at most.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        redis_url = await stack.enter_async_context(cluster.redis_server())
+        (mem,) = await stack.enter_async_context(_servers(1, None, "memory", args))
+        (one,) = await stack.enter_async_context(_servers(1, redis_url, "redis1", args))
+        w0, w1 = await stack.enter_async_context(_servers(2, redis_url, "redis2", args))
+        workloads: dict[str, Callable[[], Awaitable[float]]] = {
+            "a.push": lambda: pushes([mem], [mem], args),
+            "b.push": lambda: pushes([one], [one], args),
+            "c.push": lambda: pushes([w1], [w1], args),
+            "d.push": lambda: pushes([w0], [w1], args),
+            "one.push": lambda: pushes([one, one], [one], args),
+            "two.push": lambda: pushes([w0, w1], [w0, w1], args),
+            "a.echo": lambda: long_poll([mem], False, args),
+            "b.echo": lambda: long_poll([one], False, args),
+            "two.echo": lambda: long_poll([w0, w1], False, args),
+            "a.queue": lambda: long_poll([mem], True, args),
+            "b.queue": lambda: long_poll([one], True, args),
+            "two.queue": lambda: long_poll([w0, w1], True, args),
+        }
+        figures: dict[str, list[float]] = {key: [] for key, _, _ in CELLS}
+        for turn in range(args.repeats):
+            for key, _, _ in CELLS:
+                figures[key].append(await workloads[key]())
+                if args.verbose:
+                    print(f"round {turn + 1} {key}: {figures[key][-1]:,.0f}", file=sys.stderr)
     return figures
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    async with _servers(1, None, "memory", args) as ports:
-        out["a"] = await one_setup(ports, args)
-    async with cluster.redis_server() as redis_url:
-        async with _servers(1, redis_url, "redis1", args) as ports:
-            out["b"] = await one_setup(ports, args)
-        async with _servers(2, redis_url, "redis2", args) as ports:
-            w0, w1 = ports
-            c, d, agg = Figures(), Figures(), Figures()
-            c.pushes, c.deliveries = await pushes([w1], [w1], args)
-            d.pushes, d.deliveries = await pushes([w0], [w1], args)
-            agg.pushes, agg.deliveries = await pushes([w0, w1], [w0, w1], args)
-            agg.echo = await long_poll([w0, w1], False, args)
-            agg.queued = await long_poll([w0, w1], True, args)
-            out["c"], out["d"], out["agg"] = c, d, agg
-        async with _servers(1, redis_url, "redis1b", args) as ports:
-            one = Figures()  # the aggregate's baseline: the same two pushers on one worker
-            one.pushes, one.deliveries = await pushes([ports[0], ports[0]], ports, args)
-            out["one"] = one
-    return out
+def _spread(values: list[float], fmt: str) -> str:
+    """Median, and the range over the rounds when there were several."""
+    mid = statistics.median(values)
+    if len(values) < 2:
+        return format(mid, fmt)
+    return f"{format(mid, fmt)} ({format(min(values), fmt)}–{format(max(values), fmt)})"
 
 
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}×" if b else "n/a"
-
-
-def report(out: dict[str, Any], args: argparse.Namespace) -> str:
-    a, b, c, d, agg, one = (out[k] for k in ("a", "b", "c", "d", "agg", "one"))
-
-    def n(value: float) -> str:
-        return f"{value:,.0f}" if value else "—"
-
+def report(figures: dict[str, list[float]], args: argparse.Namespace) -> str:
     lines = [
         f"Pushes: {args.pages} WebSocket pages, {args.pushes} broadcasts per pusher, back to "
-        f"back. Long-poll: {args.clients} sessions, {args.duration:g} s after {args.warmup:g} s.",
+        f"back; pushes/s counts each broadcast once (a page gets every one). Long-poll: "
+        f"{args.clients} sessions, one message in flight each, {args.duration:g} s after "
+        f"{args.warmup:g} s. Median of {args.repeats} rounds (lowest–highest); every round "
+        "measures every cell once, in this order.",
         "",
-        "| setup | pushes/s | deliveries/s | long-poll echo msgs/s | long-poll via queue msgs/s |",
-        "|---|---:|---:|---:|---:|",
-        f"| (a) memory, 1 process | {n(a.pushes)} | {n(a.deliveries)} | {n(a.echo)} "
-        f"| {n(a.queued)} |",
-        f"| (b) redis, 1 worker | {n(b.pushes)} | {n(b.deliveries)} | {n(b.echo)} "
-        f"| {n(b.queued)} |",
-        f"| (c) redis, 2 workers, push on 1, pages on 1 | {n(c.pushes)} | {n(c.deliveries)} "
-        "| — | — |",
-        f"| (d) redis, 2 workers, push on 0, pages on 1 | {n(d.pushes)} | {n(d.deliveries)} "
-        "| — | — |",
-        f"| redis, 1 worker, 2 pushers (aggregate's baseline) | {n(one.pushes)} "
-        f"| {n(one.deliveries)} | {n(b.echo)} | {n(b.queued)} |",
-        f"| redis, 2 workers, aggregate (sessions split, a pusher each) | {n(agg.pushes)} "
-        f"| {n(agg.deliveries)} | {n(agg.echo)} | {n(agg.queued)} |",
-        "",
-        "| ratio | target | measured |",
-        "|---|---:|---:|",
-        f"| pushes, redis 1 worker / memory (b/a) | ≥ 0.8 | {_ratio(b.pushes, a.pushes)} |",
-        f"| long-poll echo, redis 1 worker / memory (b/a) | ≥ 0.8 | {_ratio(b.echo, a.echo)} |",
-        f"| long-poll via queue, redis 1 worker / memory (b/a) | ≥ 0.8 "
-        f"| {_ratio(b.queued, a.queued)} |",
-        f"| pushes, cross-worker / same-worker (d/c) | ≥ 0.8 | {_ratio(d.pushes, c.pushes)} |",
-        f"| pushes, 2 workers / 1 worker (aggregate) | reported "
-        f"| {_ratio(agg.pushes, one.pushes)} |",
-        f"| long-poll echo, 2 workers / 1 worker | reported | {_ratio(agg.echo, b.echo)} |",
-        f"| long-poll via queue, 2 workers / 1 worker | reported "
-        f"| {_ratio(agg.queued, b.queued)} |",
+        "| setup | workload | per second |",
+        "|---|---|---:|",
+    ]
+    names = {"push": "pushes", "echo": "long-poll echo msgs", "queue": "long-poll via queue msgs"}
+    for key, setup, workload in CELLS:
+        lines.append(f"| {setup} | {names[workload]} | {_spread(figures[key], ',.0f')} |")
+    lines += ["", "| ratio (per round, then the median) | target | measured |", "|---|---:|---:|"]
+    for what, target, num, den in RATIOS:
+        ratios = [n / d for n, d in zip(figures[num], figures[den], strict=True) if d]
+        lines.append(f"| {what} | {target} | {_spread(ratios, '.2f')} |")
+    lines += [
         "",
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}; "
         "servers, redis-server and clients share the machine, unpinned.",
@@ -483,12 +491,14 @@ def main() -> None:
     parser.add_argument("--pushes", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds over every cell")
     parser.add_argument("--profile", help="cProfile every server into this directory")
+    parser.add_argument("--verbose", action="store_true", help="each figure as it is measured")
     parser.add_argument("--smoke", action="store_true", help="tiny counts, a few seconds")
     args = parser.parse_args()
     if args.smoke:
-        args.pages, args.pushes, args.clients = 3, 60, 3
+        args.pages, args.pushes, args.clients, args.repeats = 3, 60, 3, 1
         args.warmup, args.duration = 0.2, 0.3
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,12 @@
-"""The writer's grouping of small bus entries, and the reader's reading of groups.
+"""What keeps Redis cheap: grouped bus entries, and pushes handed to a parked poll.
 
 Without a server: which writes of a batch share one stream entry, what a group
 entry holds, which result each write gets, and how a reader dispatches a
 group (in order, each entry once, its own groups unread). With a server: a
-burst of pushes is one stream entry that another worker delivers in order.
+burst of pushes is one stream entry that another worker delivers in order; a
+push to a session whose poll is parked on the pushing worker goes to that
+poll (in order, one message in flight), and back to the queue if the poll has
+gone.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from bullet_py.backends.base import Envelope, Kind
+from bullet_py import Options
+from bullet_py.backends.base import Envelope, Kind, Taken
 from bullet_py.backends.redis import RedisBackend
 from bullet_py.backends.redis.bus import BusReader
 from bullet_py.backends.redis.link import BIG_ENTRY, Link, Settings
@@ -171,4 +175,97 @@ async def test_a_burst_of_pushes_is_one_stream_entry_another_worker_reads_in_ord
     finally:
         await pusher.close()
         await other.close()
+        await client.aclose()
+
+
+class _Sessions:
+    """The hub's side of a store, for a backend used on its own."""
+
+    async def handle_forwarded(self, session_id: str, message: str) -> tuple[bool, str | None]:
+        return False, None
+
+    def queue_overflowed(self, session_id: str) -> None:
+        raise AssertionError("no queue here is full")
+
+
+async def _home(server: RedisServer, prefix: str, sid: str) -> RedisBackend:
+    """A started backend that is the home of polling session ``sid``."""
+    backend = RedisBackend(server.url, prefix=prefix)
+    backend.bind(_Sessions(), Options())
+    await backend.start(lambda _: None)
+    backend.adopt(sid, queued=True)
+    return backend
+
+
+async def _drained(backend: RedisBackend) -> None:
+    async with asyncio.timeout(10):
+        while backend.buffered:  # noqa: ASYNC110 - the writer's queue, no event per write
+            await asyncio.sleep(0.01)
+
+
+SID = "S" * 22
+
+
+@pytest.mark.redis
+async def test_a_push_goes_to_the_parked_poll_then_the_queue_keeps_the_order(
+    redis_server: RedisServer,
+) -> None:
+    prefix = "handed"
+    backend = await _home(redis_server, prefix, SID)
+    client: Any = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        poll = asyncio.ensure_future(backend.take(SID, 10.0, lambda: True))
+        async with asyncio.timeout(10):
+            while not await client.zcard(f"{prefix}:k:{SID}"):  # noqa: ASYNC110 - Redis state
+                await asyncio.sleep(0.01)
+        for text in ("one", "two", "three"):
+            assert backend.push(SID, text)
+        async with asyncio.timeout(10):
+            taken = await poll
+        assert taken is not None
+        assert taken.message == "one"
+        # Handed, not queued: held for that poll, the others queued behind it.
+        assert await client.hget(f"{prefix}:s:{SID}", "fly") == taken.token
+        assert await client.lrange(f"{prefix}:q:{SID}", 0, -1) == ["two", "three"]
+        backend.ack(taken)
+        got = []
+        for _ in range(2):
+            following = await backend.take(SID, 5.0, lambda: True)
+            assert following is not None
+            got.append(following.message)
+            backend.ack(following)
+        assert got == ["two", "three"]
+        await _drained(backend)
+        assert await client.hlen(f"{prefix}:f:{backend.worker_id}") == 0
+    finally:
+        await backend.close()
+        await client.aclose()
+
+
+@pytest.mark.redis
+async def test_a_message_handed_to_a_poll_that_left_goes_back_to_the_queue(
+    redis_server: RedisServer,
+) -> None:
+    prefix = "left"
+    backend = await _home(redis_server, prefix, SID)
+    client: Any = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        await _drained(backend)
+        # A poll of this worker parked in Redis whose answer it no longer waits for
+        # (it left between the push being queued and the push's outcome).
+        gone = f"{backend.worker_id}:999"
+        await client.zadd(f"{prefix}:k:{SID}", {gone: 10**13})
+        assert backend.push(SID, "kept")
+        await _drained(backend)
+        async with asyncio.timeout(10):
+            while await client.hget(f"{prefix}:s:{SID}", "fly"):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert await client.lrange(f"{prefix}:q:{SID}", 0, -1) == ["kept"]
+        assert await client.hlen(f"{prefix}:f:{backend.worker_id}") == 0
+        taken = await backend.take(SID, 5.0, lambda: True)
+        assert isinstance(taken, Taken)
+        assert taken.message == "kept"
+        backend.ack(taken)
+    finally:
+        await backend.close()
         await client.aclose()

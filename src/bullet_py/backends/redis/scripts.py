@@ -141,11 +141,13 @@ def push(
     me: str,
     maxlen: int,
     sid: str,
+    f: str,
+    prefix: str,
 ) -> Call:
     return Call(
         "push",
-        (s, q, k, bus),
-        (message, chars, seq, max_messages, max_chars, when_full, ttl_ms, me, maxlen, sid),
+        (s, q, k, bus, f),
+        (message, chars, seq, max_messages, max_chars, when_full, ttl_ms, me, maxlen, sid, prefix),
     )
 
 

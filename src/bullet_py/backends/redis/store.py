@@ -35,11 +35,13 @@ _RECHECK_SLACK = 0.05  # and this much past the moment Redis named
 class _Waiter:
     """A poll of this process parked on a session's shared queue."""
 
-    __slots__ = ("event", "released")
+    __slots__ = ("event", "handed", "released", "token")
 
-    def __init__(self) -> None:
+    def __init__(self, token: str) -> None:
+        self.token = token
         self.event = asyncio.Event()
         self.released = False
+        self.handed: str | None = None  # a message push.lua took for this poll
 
 
 class Store:
@@ -55,6 +57,7 @@ class Store:
         self._homed: dict[str, bool] = {}  # session id -> queued in Redis
         self._claims: dict[str, asyncio.Event] = {}  # claimed ids not yet adopted
         self._acking: dict[str, int] = {}  # session id -> its acknowledgements not yet applied
+        self._holding: set[str] = set()  # tokens of polls here answering with a message
 
     # --- pending ids and homes -------------------------------------------------------------
 
@@ -188,6 +191,11 @@ class Store:
 
         def outcome(result: Any) -> None:
             status, count = str(result[0]), int(result[1])
+            if status == "handed":
+                self._hand(session_id, str(result[2]), message)
+                return
+            if status == "dup" and len(result) > 2:
+                self._hand(session_id, str(result[2]), None)
             self.wake(session_id)  # polls parked here need not wait for the bus
             if status in ("refused", "dropped"):
                 log_event(
@@ -216,6 +224,8 @@ class Store:
             me=link.worker_id,
             maxlen=link.maxlen,
             sid=session_id,
+            f=link.in_flight,
+            prefix=link.settings.prefix,
         )
         if self._writer.call(call, size=size + 64, done=outcome):
             return True
@@ -229,6 +239,26 @@ class Store:
         )
         return False
 
+    def _hand(self, session_id: str, token: str, message: str | None) -> None:
+        """push.lua gave a message to poll ``token`` (``message``; None: a replayed
+        push, which may have): wake that poll with it if it still waits; if it left
+        without it, put the message back at the head of the queue.
+
+        A poll that took the message itself meanwhile (its own take found it held
+        under its token) holds it: nothing to do. A requeue for a poll that
+        answered already is queued after its acknowledgement, so it finds nothing.
+        """
+        if not token.startswith(f"{self._link.worker_id}:"):
+            return  # another worker's poll (a replayed push's 'fly'): not ours to settle
+        for waiter in self._waiters.get(session_id, ()):
+            if waiter.token == token:
+                if message is not None:
+                    waiter.handed = message
+                waiter.event.set()  # without the message, its take finds it held
+                return
+        if token not in self._holding:
+            self._requeue_token(token)
+
     async def take(
         self, session_id: str, timeout: float, alive: Callable[[], bool]
     ) -> Taken | None:
@@ -237,7 +267,7 @@ class Store:
         deadline = loop.time() + timeout
         token = f"{link.worker_id}:{next(self._tokens)}"
         keys = link.session_keys(session_id)
-        waiter = _Waiter()
+        waiter = _Waiter(token)
         waiters = self._waiters.setdefault(session_id, [])
         while len(waiters) >= self.options.max_polls_per_session:
             oldest = waiters.pop(0)  # a newer poll releases the oldest, as in memory
@@ -250,6 +280,11 @@ class Store:
         backoff = link.settings.backoff()
         try:
             while not waiter.released and alive():
+                if waiter.handed is not None:
+                    parked = False  # push.lua took it off the parked polls
+                    taken = Taken(session_id, waiter.handed, token)
+                    self._holding.add(token)
+                    return taken
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -292,6 +327,7 @@ class Store:
                 if status == "msg":
                     parked = False
                     taken = Taken(session_id, str(value), token)
+                    self._holding.add(token)
                     return taken
                 if status == "gone":
                     parked = False
@@ -309,7 +345,9 @@ class Store:
             raise
         finally:
             if taken is None and unseen:
-                self._cancel(session_id, token)
+                self._cancel(session_id, token)  # puts back a message handed to it too
+            elif taken is None and waiter.handed is not None:
+                self._requeue_token(token)  # handed as this poll left: back to the queue
             if waiter in waiters:
                 waiters.remove(waiter)
             if not waiters and self._waiters.get(session_id) is waiters:
@@ -318,6 +356,7 @@ class Store:
                 self._writer.call(scripts.unpark(k=keys.k, s=keys.s, token=token), size=len(token))
 
     def delivered(self, taken: Taken) -> None:
+        self._holding.discard(taken.token)
         link = self._link
         session_id = taken.session_id
         acking = self._acking
@@ -342,6 +381,7 @@ class Store:
             acked(None)  # closing: nothing will acknowledge it, nothing must wait for it
 
     def requeue(self, taken: Taken) -> None:
+        self._holding.discard(taken.token)
         self._requeue_token(taken.token)
 
     def _cancel(self, session_id: str, token: str) -> None:

@@ -2,14 +2,25 @@
 -- The caller decides what a full queue does (when_full, from the shared overflow
 -- rule): 'refused' keeps the queue as it is, 'dropped_oldest' drops from the head
 -- until the message fits. Returns {'ok'|'dup'|'refused'|'dropped', count}.
--- KEYS: s q k bus
--- ARGV: message chars seq max_messages max_chars when_full ttl_ms me maxlen sid
-local s, q, k, bus = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+--
+-- A message that would be the queue's only one, with nothing in flight, goes
+-- straight to a poll of this worker (me) parked on the session, as its take
+-- would have taken it: held in f under the poll's token, the session's 'fly'.
+-- Returns {'handed', 0, token}; the caller hands it to that poll, or puts it
+-- back (requeue.lua) if the poll left meanwhile. A take round trip saved.
+-- A push applied already returns {'dup', 0, the token in flight or ''}.
+-- KEYS: s q k bus f
+-- ARGV: message chars seq max_messages max_chars when_full ttl_ms me maxlen sid prefix
+local s, q, k, bus, f = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local message, size, seq = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local maxn, maxc, when_full = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local ttl_ms, me, maxlen, sid = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local ttl_ms, me, maxlen, sid, prefix = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local now = now_ms()
-if tonumber(redis.call('HGET', s, 'wseq') or '0') >= seq then return {'dup', 0} end
+if tonumber(redis.call('HGET', s, 'wseq') or '0') >= seq then
+  -- Applied before, its answer unseen: it may have handed the message to the poll
+  -- in flight, whose worker then settles that poll (a late answer, or put back).
+  return {'dup', 0, redis.call('HGET', s, 'fly') or ''}
+end
 redis.call('HSET', s, 'home', me, 'queued', '1', 'wseq', seq)
 redis.call('HDEL', s, 'cl')  -- only a session's home pushes: its claim is confirmed
 redis.call('HSETNX', s, 'seen', now)
@@ -24,6 +35,19 @@ if n + 1 > maxn or c + size > maxc then
     c = c - chars(redis.call('LPOP', q))
     n = n - 1
     dropped = dropped + 1
+  end
+end
+if n == 0 and not redis.call('HGET', s, 'fly') then
+  local mine = me .. ':'
+  for _, token in ipairs(redis.call('ZRANGEBYSCORE', k, now, '+inf')) do
+    if string.sub(token, 1, string.len(mine)) == mine
+        and redis.call('EXISTS', prefix .. ':x:' .. token) == 0 then
+      redis.call('HSET', f, token, sid .. '\n' .. message)
+      redis.call('PEXPIRE', f, ttl_ms)
+      redis.call('HSET', s, 'fly', token, 'qc', 0)
+      redis.call('ZREM', k, token)
+      return {'handed', 0, token}
+    end
   end
 end
 redis.call('RPUSH', q, message)
