@@ -423,9 +423,24 @@ async def run(args: argparse.Namespace) -> dict[str, list[float]]:
     """
     async with contextlib.AsyncExitStack() as stack:
         redis_url = await stack.enter_async_context(cluster.redis_server())
-        (mem,) = await stack.enter_async_context(_servers(1, None, "memory", args))
-        (one,) = await stack.enter_async_context(_servers(1, redis_url, "redis1", args))
-        w0, w1 = await stack.enter_async_context(_servers(2, redis_url, "redis2", args))
+
+        async def start(count: int, redis: bool, prefix: str) -> list[int]:
+            url = redis_url if redis else None
+            return await stack.enter_async_context(_servers(count, url, prefix, args))
+
+        # Pushes and polls on servers of their own: a broadcast reaches every session,
+        # and the polling sessions a long-poll cell leaves behind (they end idle, long
+        # after) would each cost a push, in Redis a script call, per broadcast.
+        (mem,), (one,), (w0, w1) = (
+            await start(1, False, "mem"),
+            await start(1, True, "r1"),
+            await start(2, True, "r2"),
+        )
+        (pmem,), (pone,), (p0, p1) = (
+            await start(1, False, "pmem"),
+            await start(1, True, "pr1"),
+            await start(2, True, "pr2"),
+        )
         workloads: dict[str, Callable[[], Awaitable[float]]] = {
             "a.push": lambda: pushes([mem], [mem], args),
             "b.push": lambda: pushes([one], [one], args),
@@ -433,12 +448,12 @@ async def run(args: argparse.Namespace) -> dict[str, list[float]]:
             "d.push": lambda: pushes([w0], [w1], args),
             "one.push": lambda: pushes([one, one], [one], args),
             "two.push": lambda: pushes([w0, w1], [w0, w1], args),
-            "a.echo": lambda: long_poll([mem], False, args),
-            "b.echo": lambda: long_poll([one], False, args),
-            "two.echo": lambda: long_poll([w0, w1], False, args),
-            "a.queue": lambda: long_poll([mem], True, args),
-            "b.queue": lambda: long_poll([one], True, args),
-            "two.queue": lambda: long_poll([w0, w1], True, args),
+            "a.echo": lambda: long_poll([pmem], False, args),
+            "b.echo": lambda: long_poll([pone], False, args),
+            "two.echo": lambda: long_poll([p0, p1], False, args),
+            "a.queue": lambda: long_poll([pmem], True, args),
+            "b.queue": lambda: long_poll([pone], True, args),
+            "two.queue": lambda: long_poll([p0, p1], True, args),
         }
         figures: dict[str, list[float]] = {key: [] for key, _, _ in CELLS}
         for turn in range(args.repeats):

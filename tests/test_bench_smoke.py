@@ -1,4 +1,5 @@
-"""The benchmark runs: ``python bench/run.py --smoke`` (about 20 s) makes its table.
+"""The benchmark runs: ``python bench/run.py --smoke`` (about 20 s) makes its table;
+``python bench/redis_cost.py --smoke`` (a few seconds) prints its cells and ratios.
 
 Tiny N and one repeat, the two aiohttp baselines and bullet_py (the Python peers
 are not needed), and the original Erlang Bullet when it has been built; when it
@@ -94,3 +95,28 @@ async def test_instruction_count_clients_finish_against_the_bench_server() -> No
         await asyncio.wait_for(echo_cost._drive_polls(port, 3, 60, 10), 20)
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(120)
+def test_smoke_redis_cost_prints_every_cell_and_ratio() -> None:
+    """``bench/redis_cost.py --smoke``: memory and Redis servers, every workload, the ratios."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "redis_cost.py"), "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = done.stdout
+    for cell in (
+        "| (a) memory, 1 process | pushes |",
+        "| (b) redis, 1 worker | long-poll via queue msgs |",
+        "| (d) redis, 2 workers: push on 0, pages on 1 (cross-worker) | pushes |",
+        "| redis, 2 workers: sessions split (aggregate) | long-poll echo msgs |",
+        "| pushes, redis 1 worker / memory (b/a) | ≥ 0.8 |",
+        "| pushes, cross-worker / same-worker (d/c) | ≥ 0.8 |",
+        "| long-poll via queue, 2 workers / 1 worker | reported |",
+    ):
+        assert cell in text, cell
