@@ -26,7 +26,8 @@ in short:
 
 Keys, with ``P`` the prefix (``bullet``)::
 
-    P:bus           stream of entries (field k: send broadcast info fwd rep wake gone)
+    P:bus           stream of entries (field k: send broadcast info fwd rep wake gone,
+                    many: several small entries of one publisher, written together)
     P:bus:big       list: "<entry id> <bytes> <kind>" of the entries counted in bytes
     P:bus:bytes     their total (bounded by bus_max_bytes)
     P:workers       sorted set: worker id -> expiry time (ms, Redis clock)
