@@ -269,3 +269,59 @@ async def test_a_message_handed_to_a_poll_that_left_goes_back_to_the_queue(
     finally:
         await backend.close()
         await client.aclose()
+
+
+@pytest.mark.redis
+async def test_a_wake_entry_is_written_only_for_polls_parked_on_other_workers(
+    redis_server: RedisServer,
+) -> None:
+    """The pushing worker wakes its own parked polls itself: the bus carries no wake for them."""
+    prefix = "wakes"
+    home = await _home(redis_server, prefix, SID)
+    other = RedisBackend(redis_server.url, prefix=prefix)
+    other.bind(_Sessions(), Options())
+    await other.start(lambda _: None)
+    client: Any = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    bus, parked = f"{prefix}:bus", f"{prefix}:k:{SID}"
+
+    async def parked_count(count: int) -> None:
+        async with asyncio.timeout(10):
+            while await client.zcard(parked) != count:  # noqa: ASYNC110 - Redis state
+                await asyncio.sleep(0.01)
+
+    polls: list[asyncio.Future[Taken | None]] = []
+    try:
+        assert home.push(SID, "m1")
+        first = await home.take(SID, 5.0, lambda: True)
+        assert first is not None  # held: the next polls park behind it
+        await _drained(home)
+        polls.append(asyncio.ensure_future(home.take(SID, 10.0, lambda: True)))
+        await parked_count(1)
+        before = await client.xlen(bus)
+        assert home.push(SID, "m2")  # queued (m1 is in flight); the only parked poll is here
+        await _drained(home)
+        assert await client.xlen(bus) == before
+        polls.append(asyncio.ensure_future(other.take(SID, 10.0, lambda: True)))
+        await parked_count(2)
+        assert home.push(SID, "m3")  # a poll of the other worker is parked too
+        await _drained(home)
+        assert await client.xlen(bus) == before + 1
+        assert (await client.xrevrange(bus, count=1))[0][1]["k"] == "wake"
+        home.ack(first)
+        got = []
+        pending = set(polls)
+        async with asyncio.timeout(10):
+            while pending:  # one message in flight at a time: each answer acknowledged
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for poll in done:
+                    taken = poll.result()
+                    assert taken is not None
+                    got.append(taken.message)
+                    (home if taken.token.startswith(home.worker_id) else other).ack(taken)
+        assert got == ["m2", "m3"]
+    finally:
+        for poll in polls:
+            poll.cancel()
+        await home.close()
+        await other.close()
+        await client.aclose()
