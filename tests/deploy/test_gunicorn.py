@@ -135,10 +135,16 @@ async def test_a_scrape_answered_by_either_worker_counts_both(
     environ = {"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
     async with run_gunicorn(redis_server.url, environ=environ) as server:
         connector = aiohttp.TCPConnector(force_close=True)  # a new connection for each request
-        async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as http:
-            # WebSocket sessions until both workers hold some (the access log says which).
-            # Opened four at a time and kept open: one after another, a worker that
-            # has just answered tends to accept the next connection too.
+        # No cookie jar: every WebSocket is a page of its own (with one jar, each
+        # would carry the last one's cookie and ask to resume its session).
+        jar = aiohttp.DummyCookieJar()
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=TIMEOUT, cookie_jar=jar
+        ) as http:
+            # WebSocket sessions until both workers have had some (the access log
+            # says which: a WebSocket's line is written when it ends). Opened four
+            # at a time, all four open at once: one after another, a worker that has
+            # just answered tends to accept the next connection too.
             async def open_one() -> aiohttp.ClientWebSocketResponse:
                 ws = await http.ws_connect(server.base + "/bullet")
                 await ws.send_str(sync("read"))
@@ -146,18 +152,15 @@ async def test_a_scrape_answered_by_either_worker_counts_both(
                 return ws
 
             sessions = 0
-            sockets: list[aiohttp.ClientWebSocketResponse] = []
-            try:
-                while sessions < MAX_SESSIONS:
-                    sockets += await asyncio.gather(*(open_one() for _ in range(4)))
-                    sessions += 4
-                    await server.wait_output(r'"GET /bullet HTTP/1.1" 101 ', count=sessions)
-                    upgraded = {pid for pid, _, _, status, _ in server.served() if status == 101}
-                    if upgraded == set(server.worker_pids):
-                        break
-            finally:
+            while sessions < MAX_SESSIONS:
+                sockets = await asyncio.gather(*(open_one() for _ in range(4)))
                 for ws in sockets:
                     await ws.close()
+                sessions += 4
+                await server.wait_output(r'"GET /bullet HTTP/1.1" 101 ', count=sessions)
+                upgraded = {pid for pid, _, _, status, _ in server.served() if status == 101}
+                if upgraded == set(server.worker_pids):
+                    break
             assert upgraded == set(server.worker_pids), f"{sessions} sessions on one worker"
             # Scrapes until each worker has answered some: every answer counts them all.
             counts: list[float] = []
