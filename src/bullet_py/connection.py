@@ -168,11 +168,13 @@ class Connection:
         "on_queued",
         "on_wake",
         "outbox",
+        "parked",
         "recorder",
         "request",
         "session_id",
         "store",
         "store_queue",
+        "taken_over",
     )
 
     def __init__(
@@ -210,6 +212,12 @@ class Connection:
         # also hold its queue (store_queue): pushes go there, any process's poll takes.
         self.store: SessionStoreView = UNSHARED
         self.store_queue = False
+        # Parked: its stream dropped and its queue moved to the shared store, where
+        # any process serves it (docs/sessions.md, "Several workers").
+        self.parked = False
+        # This handler instance took the session over from a process that died
+        # or stopped: on_resume ran instead of on_open.
+        self.taken_over = False
         # Set by a transport that writes queued messages from a loop callback
         # (the WebSocket): called instead of waking wait_outgoing() callers
         # when a message is queued. It calls wake_writer() for what it leaves.
@@ -403,6 +411,25 @@ class Connection:
         _, ok = await self._call(self.handler.on_open, (self,))
         if not ok:
             self.close()
+
+    async def resume(self) -> None:
+        """A fresh handler takes over a session another process ran: ``on_resume``, not
+        ``on_open`` (a handler without one gets ``on_open``); a failure closes the session."""
+        self.core.opened = True
+        self.taken_over = True
+        handler = self.handler
+        callback = getattr(handler, "on_resume", None) or handler.on_open
+        _, ok = await self._call(callback, (self,))
+        if not ok:
+            self.close()
+
+    async def wait_released(self, timeout: float) -> bool:
+        """Wait until no stream holds the session; False if one still does after ``timeout``."""
+        if not self.core.held:
+            return True
+        if self._released is None:
+            self._released = []
+        return await _wait_in(self._released, timeout) or not self.core.held
 
     async def handle_message(self, message: str) -> str | None:
         """Give one client message to the handler; its reply, or None."""

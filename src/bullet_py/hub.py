@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .backends.base import Broker, Envelope, Kind, SessionStore
@@ -40,6 +41,9 @@ class Hub:
         self.local_store = MemoryStore(registry)
         self.store: SessionStore = self.broker.store or self.local_store
         self.process_id = secrets.token_hex(8)
+        # Set by the endpoint: ends a session taken over from a dead process
+        # that nobody came back for (a fresh handler: on_resume, then on_close).
+        self.on_orphan: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
 
     async def start(self) -> None:
         self.store.bind(self, self.registry.options)
@@ -102,6 +106,19 @@ class Hub:
         if conn is None or conn.closed:
             return False, None
         return True, await conn.handle_message(message)
+
+    def adopt_orphan(self, session_id: str, entry: str) -> None:
+        """A parked session whose process died, idle since: ended here (``on_orphan``)."""
+        if self.on_orphan is not None:
+            self.registry.spawn(self.on_orphan(session_id, entry))
+
+    def close_forwarded(self, session_id: str) -> bool:
+        """Its client ended a session of this process on a stream another process served."""
+        conn = self.registry.get(session_id)
+        if conn is None or conn.closed:
+            return False
+        conn.close()
+        return True
 
     def queue_overflowed(self, session_id: str) -> None:
         """The store applied the overflow policy to this session's queue (and logged it)."""

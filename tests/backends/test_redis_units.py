@@ -28,7 +28,7 @@ def test_every_lua_file_is_a_known_script() -> None:
     assert found == {*scripts.NAMES, "lib"}
 
 
-@pytest.mark.parametrize("name", [n for n in scripts.NAMES if n not in ("idle", "append")])
+@pytest.mark.parametrize("name", [n for n in scripts.NAMES if n not in ("idle", "append", "park")])
 def test_a_wrapper_passes_keys_and_args_in_the_order_its_script_declares(name: str) -> None:
     wrapper = getattr(scripts, name)
     params = inspect.signature(wrapper).parameters
@@ -57,6 +57,18 @@ def test_the_append_wrapper_passes_the_entry_after_its_fixed_arguments() -> None
     )
     assert call.keys == tuple(keys) == ("bus", "big", "total")
     assert call.args == (*args[:-1], "k", "fwd", "m", "x")
+
+
+def test_the_park_wrapper_passes_the_queue_then_the_replay_after_its_fixed_arguments() -> None:
+    keys, args = declared("park")
+    assert args[-3:] == ["nq", "nr", "message..."]
+    fixed = {name: name for name in args[:-3]}
+    key_args = {name: name for name in keys}
+    call = scripts.park(queue=["a", "b"], replay=["r"], **key_args, **fixed)  # type: ignore[arg-type]
+    assert call.keys == tuple(keys) == ("s", "q", "k", "bus", "r", "pw", "parkers")
+    assert call.args == (*args[:-3], 2, 1, "a", "b", "r")
+    only_mark = scripts.park(queue=None, replay=["r"], **key_args, **fixed)  # type: ignore[arg-type]
+    assert only_mark.args == (*args[:-3], -1, 0)  # a queue already in Redis: none sent
 
 
 def test_each_script_starts_with_the_shared_library() -> None:

@@ -1,6 +1,8 @@
 """The app the multi-process tests run on each worker (``examples/cluster.py --app``).
 
-Every session is told its id first (``sid:<id>``), so a test can push to it.
+Every WebSocket session is told its id first (``sid:<id>``), so a test can push
+to it; a session another worker takes over is told ``resumed:<id>``. Each
+session's end is printed (``ledger_closed <id>``).
 Messages: ``send:<sid>:<text>`` pushes ``text`` to that session, wherever it
 lives; ``bcast:<text>`` pushes to everyone; anything else is echoed.
 """
@@ -18,6 +20,13 @@ class Ledger(Handler):
     async def on_open(self, conn: Connection) -> None:
         if conn.transport is Transport.WEBSOCKET:
             conn.send(f"sid:{conn.session_id}")
+
+    async def on_resume(self, conn: Connection) -> None:
+        # A session taken over from a worker that died or stopped: said, so tests see it.
+        conn.send(f"resumed:{conn.session_id}")
+
+    async def on_close(self, conn: Connection) -> None:
+        print(f"ledger_closed {conn.session_id}", flush=True)  # tests wait for the line
 
     async def on_message(self, conn: Connection, message: str) -> str | None:
         if message.startswith("send:"):

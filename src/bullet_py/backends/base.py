@@ -79,6 +79,7 @@ class Placement(enum.Enum):
     HERE = "here"  # a session of this process
     ELSEWHERE = "elsewhere"  # a live session of another process (its home)
     UNKNOWN = "unknown"  # never issued, expired, ended, or its home process died
+    TAKEN = "taken"  # a parked session whose home died: this call took it over for this process
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,6 +89,9 @@ class Located:
     placement: Placement
     home: str = ""  # the home process, for ELSEWHERE
     queued: bool = True  # False: a session whose queue stays in its home (an event stream)
+    parked: bool = False  # its queue moved to the store when its stream dropped (see park)
+    entry: str = ""  # TAKEN: the last bus entry its old home applied (see SessionStore.catch_up)
+    cr: bool = False  # the head of its queue holds CR, which an event stream cannot carry
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -115,6 +119,15 @@ class LocalSessions(Protocol):
 
     def queue_overflowed(self, session_id: str) -> None:
         """The shared queue of a session of this process refused or dropped a message."""
+
+    def close_forwarded(self, session_id: str) -> bool:
+        """Its client ended a session of this process on another one; False if not here."""
+
+    def adopt_orphan(self, session_id: str, entry: str) -> None:
+        """This process took over a parked session nobody came back for: end it here.
+
+        ``entry``: as for :meth:`SessionStore.catch_up`.
+        """
 
 
 class SessionStore(abc.ABC):
@@ -173,6 +186,17 @@ class SessionStore(abc.ABC):
         whose client left never takes a message.
         """
 
+    async def take_next(
+        self, session_id: str, timeout: float, alive: Callable[[], bool], done: Taken | None
+    ) -> Taken | None:
+        """:meth:`take`, acknowledging ``done`` (the message written before) first.
+
+        A store may do both in one step: a stream view takes message after message.
+        """
+        if done is not None:
+            self.ack(done)
+        return await self.take(session_id, timeout, alive)
+
     @abc.abstractmethod
     def ack(self, taken: Taken) -> None:
         """The poll's answer carrying ``taken`` was written."""
@@ -206,3 +230,54 @@ class SessionStore(abc.ABC):
     @abc.abstractmethod
     async def idle_for(self, session_ids: Collection[str]) -> dict[str, float]:
         """Seconds since any process last served each session (0 while a poll waits)."""
+
+    # --- sessions that outlive their stream and their process (parking) ---------------
+    # Optional: only a store that holds queues (:attr:`holds_queues`) parks
+    # sessions; the in-memory store keeps every session in its process.
+
+    async def register(self, session_id: str) -> None:
+        """A stream session of this process will answer to ``session_id``: say so now,
+        before its cookie is handed out (another process may see the cookie next)."""
+        return None
+
+    def park(
+        self, session_id: str, queue: list[str] | None, sent: int | None, replay: list[str]
+    ) -> None:
+        """Move a session's queue here (``None``: it is here already) and mark it parked.
+
+        A parked session is served by any process (a stream there is a view of
+        it) and, once its home process is dead, taken over by the next process
+        its client reaches (``locate`` answers ``TAKEN``). ``sent`` and
+        ``replay``: a counting client's count and last messages (``sent``
+        None: the client does not count).
+        """
+        raise NotImplementedError("this store keeps sessions in their process")
+
+    async def wait_parked(self, session_id: str, timeout: float) -> Located:
+        """Wait (up to ``timeout``) for a session elsewhere to be parked; where it is then."""
+        raise NotImplementedError("this store keeps sessions in their process")
+
+    async def rewind(self, session_id: str, seen: int) -> bool:
+        """A counting client received ``seen`` messages: requeue what it missed; False for a gap."""
+        raise NotImplementedError("this store keeps sessions in their process")
+
+    def sent_directly(self, session_id: str, message: str) -> None:
+        """A view wrote ``message`` without the queue (a reply): a counting client counts it."""
+        raise NotImplementedError("this store keeps sessions in their process")
+
+    async def end(self, home: str, session_id: str) -> None:
+        """The client ended a parked session on a view elsewhere: have its home close it.
+
+        Raises: as :meth:`forward`.
+        """
+        raise NotImplementedError("this store keeps sessions in their process")
+
+    async def catch_up(self, session_id: str, entry: str, adopt: Callable[[], None]) -> int:
+        """After ``locate`` answered ``TAKEN``: apply the pushes its old home never applied.
+
+        Pushes to the session made after bus entry ``entry`` (by any process)
+        are appended to its queue in order; ``adopt`` registers the new
+        session in this process at the moment after which pushes reach it
+        directly. Returns how many were applied.
+        """
+        raise NotImplementedError("this store keeps sessions in their process")

@@ -28,6 +28,10 @@ class Replay:
     def __len__(self) -> int:
         return len(self._items)
 
+    def kept(self) -> list[str]:
+        """The messages kept, oldest first (the last ``len(self)`` of ``sent``)."""
+        return list(self._items)
+
     def record(self, message: str) -> None:
         """One more message went to the client (the oldest kept ones may be forgotten)."""
         self.sent += 1

@@ -33,7 +33,8 @@ from ..hub import Hub
 from ..logs import log_event, session_hash
 from ..registry import Registry, new_session_id
 from . import eventsource, polling, websocket
-from .exchange import Exchange, client_address
+from .exchange import Cut, Exchange, client_address
+from .resume import park, resumes
 
 logger = logging.getLogger("bullet_py")
 
@@ -68,6 +69,7 @@ class BulletEndpoint:
         self.registry = Registry(self.options)
         self.hub = Hub(self.registry, broker)
         self.shutting_down = False
+        self.views: set[Cut] = set()  # streams serving parked sessions (web/view.py)
         self._sweeper: asyncio.Task[None] | None = None
         self._cleaning_up = False
         opts = self.options
@@ -94,12 +96,21 @@ class BulletEndpoint:
     # --- lifecycle (wired to the app's signals by setup()) ------------------
 
     async def startup(self) -> None:
+        self.hub.on_orphan = self._end_orphan
         await self.hub.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     async def shutdown(self) -> None:
-        """Answer parked polls, close WebSockets with 1001, end streams, run close callbacks."""
+        """Answer parked polls, close WebSockets with 1001, end streams, run close callbacks.
+
+        With a store that holds queues (Redis), the sessions are handed off
+        instead (docs/sessions.md, "Several workers"): parked in the store,
+        their connections dropped, so their clients resume them on another
+        worker, which takes them over; ``on_close`` runs there when they end.
+        """
         self.shutting_down = True
+        if self.hub.store.holds_queues:
+            await self._hand_off()
         queued = 0
         for conn in self.registry:
             queued += len(conn.outbox)
@@ -110,6 +121,28 @@ class BulletEndpoint:
         deadline = loop.time() + self.options.shutdown_timeout
         await self.registry.wait_empty(self.options.shutdown_timeout)
         await self.registry.drain_tasks(max(0.0, deadline - loop.time()))
+
+    async def _hand_off(self) -> None:
+        """Park every resumable session and let go of it (its stream is dropped)."""
+        opts = self.options
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + opts.shutdown_timeout / 2
+        handed = [conn for conn in self.registry if not conn.closed and resumes(opts, conn)]
+        for view in list(self.views):  # of sessions homed here or elsewhere
+            view.cut()
+        for conn in handed:
+            holder = conn.holder
+            if conn.attached and holder is not None:
+                holder.drop()  # its transport lets go and parks it
+        for conn in handed:
+            await conn.wait_released(max(0.0, deadline - loop.time()))
+            if conn.closed or conn.attached:
+                continue  # ended meanwhile, or still held: closed with the rest
+            park(self, conn)
+            if conn.parked:
+                self.registry.remove(conn)  # not finished: another worker takes it over
+        if handed:
+            log_event(logging.INFO, "shutdown_hand_off", sessions=len(handed))
 
     async def cleanup(self) -> None:
         if self._sweeper is not None:
@@ -167,14 +200,37 @@ class BulletEndpoint:
         recorder.opened(exchange.transport.value)
         if register:
             self.registry.add(conn)
-            if exchange.transport is not Transport.WEBSOCKET:
+            store = self.hub.store
+            if exchange.transport is not Transport.WEBSOCKET or store.holds_queues:
                 # Found again by its cookie, on any process: a stream's POSTs
-                # may land anywhere; a polling session's queue may be shared.
-                store = self.hub.store
-                queued = exchange.transport is not Transport.EVENTSOURCE
+                # may land anywhere; a polling session's queue may be shared;
+                # a stream reconnecting to another process waits for it to be parked.
+                queued = exchange.transport is Transport.POLL or (
+                    exchange.transport is Transport.SEND
+                )
                 store.adopt(conn.session_id, queued=queued)
                 conn.share(store, queue_in_store=queued and store.holds_queues)
         return conn
+
+    async def _end_orphan(self, session_id: str, entry: str) -> None:
+        """A parked session this process took over from a dead one, idle past its
+        timeout: a fresh handler is told it resumes, then the session ends (``on_close``)."""
+        store = self.hub.store
+        conn = Connection(
+            session_id=session_id,
+            transport=Transport.POLL,  # no connection: its queue is in the store
+            handler=self.handler_factory(),
+            registry=self.registry,
+            options=self.options,
+            hub=self.hub,
+        )
+        conn.recorder = self.hub.recorder
+        conn.share(store, queue_in_store=True)
+        conn.parked = True
+        store.adopt(session_id, queued=True)
+        await store.catch_up(session_id, entry, lambda: self.registry.add(conn))
+        await conn.resume()
+        conn.close()
 
     def check_capacity(self, transport: Transport, address: str | None = None) -> None:
         """Refuse (503) a new session when the server is stopping or the table is full.

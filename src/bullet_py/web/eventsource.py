@@ -22,9 +22,10 @@ from ..connection import Connection
 from ..core import sse
 from ..core.negotiate import Transport
 from ..logs import log_event, reject, session_hash
+from . import view
 from .exchange import Exchange, Services
 from .liveness import answered, proxied
-from .resume import begin_counting, plan_stream
+from .resume import begin_counting, park, plan_stream
 
 _WRITE_ERRORS = (ConnectionError, RuntimeError)
 
@@ -33,7 +34,11 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     opts = endpoint.options
     request = exchange.request
     plan = await plan_stream(endpoint, exchange)
+    if plan.view is not None:  # a parked session, served from the shared store
+        return await view.serve_eventsource(endpoint, exchange, plan.view)
     conn = plan.conn
+    if conn is None:
+        await endpoint.hub.store.register(plan.session_id)  # known everywhere before its cookie
     response = web.StreamResponse(status=200, headers=sse.HEADERS)
     response.headers.update(endpoint.cors_headers(request))
     if conn is None or exchange.tab is not None:  # a tab's cookie is renewed by each stream
@@ -69,6 +74,8 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
             conn.detach()
             if conn.closed:
                 await conn.finish()
+            else:
+                park(endpoint, conn)  # with a shared store, any worker may resume it now
     return response
 
 

@@ -147,6 +147,12 @@ _COOKIE_MEMO_SIZE = 1024
 _COOKIE_MEMO_LENGTH = 512
 
 
+class Cut(Protocol):
+    """A stream serving a parked session, as a stopping endpoint ends it."""
+
+    def cut(self) -> None: ...
+
+
 class Services(Protocol):
     """The part of an endpoint the transports use."""
 
@@ -154,6 +160,7 @@ class Services(Protocol):
     registry: Registry
     hub: Hub
     post_limits: tuple[RateLimiter | None, RateLimiter | None]
+    views: set[Cut]  # streams serving parked sessions (web/view.py), cut on hand-off
 
     def create_connection(
         self, exchange: Exchange, *, session_id: str | None = None, register: bool = True

@@ -29,6 +29,7 @@ from ..exceptions import BackendError, ProtocolError, SessionNotFound
 from ..logs import Recorder, first_time, log_event, session_hash
 from ..registry import new_session_id
 from .exchange import Exchange, Services, client_address
+from .resume import take_over
 
 _WRITE_ERRORS = (ConnectionError, RuntimeError)
 _MEDIA_TYPE, _CHARSET = TEXT_CONTENT_TYPE.split("; charset=")  # a POST's answer is this text
@@ -74,6 +75,8 @@ async def _live_session(endpoint: Services, exchange: Exchange) -> Connection | 
         raise _unavailable(exchange.transport, "locate") from None
     if located.placement is Placement.ELSEWHERE:
         return _Elsewhere(store, session_id, located)
+    if located.placement is Placement.TAKEN:
+        return await take_over(endpoint, exchange, located)  # its home died: it runs here now
     if located.placement is Placement.CLAIMED:
         try:
             endpoint.check_capacity(exchange.transport, client_address(exchange))

@@ -20,9 +20,10 @@ from ..core.ratelimit import MessageBudget, Spend
 from ..core.text import exceeds, max_utf8_bytes
 from ..exceptions import ProtocolError
 from ..logs import NO_RECORDER, log_event, reject, session_hash
+from . import view
 from .exchange import Exchange, Services
 from .liveness import answered
-from .resume import begin_counting, plan_stream
+from .resume import begin_counting, park, plan_stream
 
 logger = logging.getLogger("bullet_py")
 
@@ -55,6 +56,10 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
         )
     resumable = opts.resumes(Transport.WEBSOCKET.value)
     plan = await plan_stream(endpoint, exchange)
+    if plan.view is not None:  # a parked session, served from the shared store
+        return await view.serve_websocket(endpoint, exchange, plan.view, PROTOCOL_RESUMED)
+    if plan.conn is None:
+        await endpoint.hub.store.register(plan.session_id)  # known everywhere before its cookie
     ws = _response(opts, PROTOCOL_RESUMED if plan.resumed else PROTOCOL_FRESH)
     ws.headers.update(endpoint.cors_headers(request))
     if resumable:
@@ -147,6 +152,7 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
                 await asyncio.shield(endpoint.registry.spawn(conn.finish()))
             else:
                 log_event(logging.INFO, "session_detached", session=session_hash(conn.session_id))
+                park(endpoint, conn)  # with a shared store, any worker may resume it now
     return ws
 
 

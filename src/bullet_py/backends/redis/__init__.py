@@ -34,10 +34,14 @@ Keys, with ``P`` the prefix (``bullet``)::
     P:pending       sorted set: pending session id -> expiry time
     P:s:<sid>       hash: home, queued (1/0), seen (ms), wseq (last push applied),
                     qc (characters queued), fly (the token of the poll holding a message),
-                    cl (a claim's expiry, until its worker confirms the session exists)
+                    cl (a claim's expiry, until its worker confirms the session exists),
+                    pk (parked: outlives its home), bid (last bus entry pushed),
+                    sent, rc (a counting client's count, characters in its replay)
     P:q:<sid>       list: the session's queued messages (polling sessions)
     P:k:<sid>       sorted set: parked poll token -> expiry time
+    P:r:<sid>       list: a counting client's last messages (parked sessions)
     P:f:<worker>    hash: token -> "<sid>\\n<message>" taken by a poll, not yet answered
+    P:p:<worker>    set: the parked sessions the worker is home to (P:parkers: such workers)
     P:x:<token>     a take given up on (Redis stalled): the take does nothing if it runs late
 
 The scripts (``lua/*.lua``, called through :mod:`.scripts`) read Redis's own
@@ -71,6 +75,7 @@ from .bus import BusReader, envelope_fields
 from .forward import Forwarder
 from .link import TRANSIENT, Link, Settings
 from .store import Store
+from .takeover import catch_up
 from .workers import Heartbeat
 from .writer import Writer
 
@@ -198,7 +203,7 @@ class RedisBackend(Broker, SessionStore):
         self._writer = Writer(link)
         self._store = Store(link, self._writer)
         self._forwarder = Forwarder(link, self._writer, self._store, self._spawn)
-        self._heartbeat = Heartbeat(link, self._store.announce_all)
+        self._heartbeat = Heartbeat(link, self._store.announce_all, self._store.adopt_orphans)
         routes = _Routes(self._store, self._forwarder, self._heartbeat)
         self._bus = BusReader(link, self._writer.room, routes)
         self._tasks: list[asyncio.Task[None]] = []  # the writer first
@@ -324,6 +329,11 @@ class RedisBackend(Broker, SessionStore):
     ) -> Taken | None:
         return await self._store.take(session_id, timeout, alive)
 
+    async def take_next(
+        self, session_id: str, timeout: float, alive: Callable[[], bool], done: Taken | None
+    ) -> Taken | None:
+        return await self._store.take(session_id, timeout, alive, done)
+
     def ack(self, taken: Taken) -> None:
         self._store.delivered(taken)
 
@@ -341,6 +351,31 @@ class RedisBackend(Broker, SessionStore):
 
     async def idle_for(self, session_ids: Collection[str]) -> dict[str, float]:
         return await self._store.idle_for(session_ids)
+
+    # --- parked sessions (see .store and .takeover) ------------------------------------
+
+    async def register(self, session_id: str) -> None:
+        await self._store.register(session_id)
+
+    def park(
+        self, session_id: str, queue: list[str] | None, sent: int | None, replay: list[str]
+    ) -> None:
+        self._store.park(session_id, queue, sent, replay)
+
+    async def wait_parked(self, session_id: str, timeout: float) -> Located:
+        return await self._store.wait_parked(session_id, timeout)
+
+    async def rewind(self, session_id: str, seen: int) -> bool:
+        return await self._store.rewind(session_id, seen)
+
+    def sent_directly(self, session_id: str, message: str) -> None:
+        self._store.sent_directly(session_id, message)
+
+    async def end(self, home: str, session_id: str) -> None:
+        await self._forwarder.forward(home, session_id, "", close=True)
+
+    async def catch_up(self, session_id: str, entry: str, adopt: Callable[[], None]) -> int:
+        return await catch_up(self._link, self._bus, self._store, session_id, entry, adopt)
 
 
 class _Routes:

@@ -40,8 +40,10 @@ class Listener(Protocol):
     def release(self, session_id: str) -> None:
         """A session ended: answer its polls parked here."""
 
-    def forwarded(self, origin: str, request_id: str, session_id: str, message: str) -> None:
-        """A POST for a session of this worker, from worker ``origin``."""
+    def forwarded(
+        self, origin: str, request_id: str, session_id: str, message: str, *, close: bool
+    ) -> None:
+        """A POST for a session of this worker, from worker ``origin`` (``close``: end it)."""
 
     def replied(self, fields: dict[str, str]) -> None:
         """The reply to a POST this worker forwarded."""
@@ -80,6 +82,8 @@ class BusReader:
         self._listener = listener
         self.deliver: Deliver | None = None
         self._seen: dict[str, int] = {}  # publisher id -> last sequence number read
+        # Sessions being taken over (see .takeover): their pushes wait here, in order.
+        self.holding: dict[str, list[tuple[str, str]]] = {}
         self._run_id: str | None = None
 
     async def end(self) -> str:
@@ -94,10 +98,12 @@ class BusReader:
         backoff = link.settings.backoff()
         block_ms = int(link.block * 1000)
         fresh = True  # check the server after every (re)connection
+        if position is not None:
+            link.position = position  # what parking names as applied (lua/park.lua)
         while not link.closing:
             try:
                 if position is None:
-                    position = await self.end()
+                    position = link.position = await self.end()
                     fresh = False
                 if fresh:
                     await self._check_server(position)
@@ -123,10 +129,14 @@ class BusReader:
                     # full, the entries wait in the stream rather than be refused.
                     await self._room.wait()
                     position = entry_id
+                    link.current_entry = entry_id
                     try:
                         self.dispatch(fields)
                     except Exception:
                         logger.exception("bus entry could not be handled")
+                    finally:
+                        link.current_entry = ""
+                        link.position = entry_id
 
     async def _check_server(self, position: str) -> None:
         """After a reconnection: did Redis restart, did the bus drop entries we had not read?"""
@@ -142,13 +152,15 @@ class BusReader:
         with contextlib.suppress(redis_errors.ResponseError):
             stream = await reader.xinfo_stream(self._link.bus)
             trimmed = str(stream.get("max-deleted-entry-id", "0-0"))
-            if _id_after(trimmed, position):
+            if id_after(trimmed, position):
                 log_event(logging.ERROR, "bus_gap", read_from=position, trimmed_to=trimmed)
 
     def dispatch(self, fields: dict[str, str]) -> None:
         origin = fields.get("o")
         if origin is not None:
             if origin == self._link.worker_id:
+                if self.holding:
+                    self._hold_own(fields)  # pushes of ours, for a session being taken over
                 return  # delivered here when it was made (a group is not even decoded)
             if fields.get("k") == "many":
                 self._dispatch_group(origin, fields.get("e", "[]"))
@@ -166,12 +178,18 @@ class BusReader:
         elif kind == "fwd":
             if fields.get("t") == self._link.worker_id and origin is not None:
                 listener.forwarded(
-                    origin, fields.get("r", ""), fields.get("s", ""), fields.get("m", "")
+                    origin,
+                    fields.get("r", ""),
+                    fields.get("s", ""),
+                    fields.get("m", ""),
+                    close=fields.get("c") == "1",
                 )
         elif kind == "rep":
             if fields.get("t") == self._link.worker_id:
                 listener.replied(fields)
         elif kind in _ENVELOPE_KINDS and self.deliver is not None:
+            if self.holding and self._hold(kind, fields):
+                return
             info = fields.get("i")
             self.deliver(
                 Envelope(
@@ -186,20 +204,72 @@ class BusReader:
             )
 
     def _dispatch_group(self, origin: str, entries: str) -> None:
-        """Each entry of a group, in order, as if it had been read on its own."""
-        for entry in json.loads(entries):
+        """Each entry of a group, in order, as if it had been read on its own.
+
+        A push of a group names its entry ``<stream id>-<position>`` (from 1),
+        so the session's last applied push is known to the entry (lua/push.lua).
+        """
+        link = self._link
+        base = link.current_entry
+        for index, entry in enumerate(json.loads(entries), 1):
             entry["o"] = origin
+            if base:
+                link.current_entry = f"{base}-{index}"
             try:
                 self.dispatch(entry)
             except Exception:
                 logger.exception("bus entry could not be handled")
+        link.current_entry = base
+
+    def _hold_own(self, fields: dict[str, str]) -> None:
+        """This worker's own pushes are not read back, but one being taken over needs them."""
+        kind = fields.get("k", "")
+        if kind != "many":
+            if kind in _ENVELOPE_KINDS:
+                self._hold(kind, fields)
+            return
+        link = self._link
+        base = link.current_entry
+        for index, entry in enumerate(json.loads(fields.get("e", "[]")), 1):
+            if entry.get("k") in _ENVELOPE_KINDS:
+                link.current_entry = f"{base}-{index}" if base else ""
+                self._hold(entry["k"], entry)
+        link.current_entry = base
+
+    def _hold(self, kind: str, fields: dict[str, str]) -> bool:
+        """Keep a push for a session being taken over; True if it concerns only that one."""
+        entry = self._link.current_entry
+        if kind == Kind.SEND.value:
+            held = self.holding.get(fields.get("s", ""))
+            if held is None:
+                return False
+            held.append((entry, fields.get("m", "")))
+            return True
+        if kind == Kind.BROADCAST.value and "g" not in fields:
+            for session_id, held in self.holding.items():
+                if fields.get("x") != session_id:
+                    held.append((entry, fields.get("m", "")))
+        return False
 
 
-def _id_after(a: str, b: str) -> bool:
-    """Whether stream id ``a`` comes after ``b``."""
+def concerns(fields: dict[str, str], session_id: str) -> bool:
+    """A bus entry pushes to ``session_id`` (by id, or a broadcast to everyone)."""
+    kind = fields.get("k")
+    if kind == Kind.SEND.value:
+        return fields.get("s") == session_id
+    return kind == Kind.BROADCAST.value and "g" not in fields and fields.get("x") != session_id
 
-    def parts(entry_id: str) -> tuple[int, int]:
-        ms, _, seq = entry_id.partition("-")
-        return int(ms or 0), int(seq or 0)
+
+def id_after(a: str, b: str) -> bool:
+    """Whether bus entry id ``a`` comes after ``b`` (as lua/lib.lua's ``id_after``).
+
+    ``<ms>-<seq>`` names a stream entry, all of it; ``<ms>-<seq>-<i>`` the i-th
+    push of a grouped one.
+    """
+
+    def parts(entry_id: str) -> tuple[int, int, float]:
+        ms, _, rest = entry_id.partition("-")
+        seq, _, index = rest.partition("-")
+        return int(ms or 0), int(seq or 0), float(index) if index else float("inf")
 
     return parts(a) > parts(b)

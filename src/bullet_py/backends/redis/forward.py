@@ -38,10 +38,15 @@ class Forwarder:
         self._spawn = spawn
         self._requests: dict[str, asyncio.Future[tuple[bool, str | None]]] = {}
 
-    async def forward(self, home: str, session_id: str, message: str) -> str | None:
+    async def forward(
+        self, home: str, session_id: str, message: str, *, close: bool = False
+    ) -> str | None:
+        """Run ``message`` in the session at ``home`` (``close``: end the session there)."""
         request_id = str(next(self._link.seq))
         future: asyncio.Future[tuple[bool, str | None]] = asyncio.get_running_loop().create_future()
         fields = {"k": "fwd", "t": home, "s": session_id, "r": request_id, "m": message}
+        if close:
+            fields["c"] = "1"
         if not self._writer.publish(fields):
             raise BackendError("Redis unreachable and the local buffer is full")
         self._requests[request_id] = future
@@ -54,11 +59,15 @@ class Forwarder:
             raise SessionNotFound(session_hash(session_id))
         return reply
 
-    def forwarded(self, origin: str, request_id: str, session_id: str, message: str) -> None:
+    def forwarded(
+        self, origin: str, request_id: str, session_id: str, message: str, *, close: bool
+    ) -> None:
         """A POST for a session of this worker arrived over the bus: run it, reply."""
-        self._spawn(self._serve(origin, request_id, session_id, message))
+        self._spawn(self._serve(origin, request_id, session_id, message, close))
 
-    async def _serve(self, origin: str, request_id: str, session_id: str, message: str) -> None:
+    async def _serve(
+        self, origin: str, request_id: str, session_id: str, message: str, close: bool = False
+    ) -> None:
         store = self._store
         await store.claimed(
             session_id, CLAIM_LEASE
@@ -66,7 +75,10 @@ class Forwarder:
         found, reply = False, None
         if store.sessions is not None:
             try:
-                found, reply = await store.sessions.handle_forwarded(session_id, message)
+                if close:  # a client ended its session on a stream served elsewhere
+                    found = store.sessions.close_forwarded(session_id)
+                else:
+                    found, reply = await store.sessions.handle_forwarded(session_id, message)
             except Exception:
                 logger.exception("forwarded message failed")
                 found = True

@@ -104,6 +104,7 @@ class SessionKeys(NamedTuple):
     s: str  # hash: home, queued, seen, wseq, qc (characters queued), fly
     q: str  # list: the queued messages
     k: str  # sorted set: parked poll tokens
+    r: str  # list: a counting client's last messages (its replay), oldest first
 
 
 class Link:
@@ -116,6 +117,10 @@ class Link:
         self.reader: aioredis.Redis | None = None  # the bus reader's blocking reads
         self._scripts: Scripts | None = None
         self.seq = itertools.count(1)  # this process's bus entries, queue pushes, requests
+        # The bus entry being handed on now ("" outside), and the last one handed on:
+        # pushes made for an entry name it (lua/push.lua), parking names the last.
+        self.current_entry = ""
+        self.position: str | None = None
         self.closing = False
         self.online = asyncio.Event()
         self._offline_since: float | None = None
@@ -131,6 +136,8 @@ class Link:
         self.workers = f"{prefix}:workers"
         self.pending = f"{prefix}:pending"
         self.in_flight = f"{prefix}:f:{worker_id}"
+        self.parkers = f"{prefix}:parkers"  # workers with parked sessions
+        self.parked_here = f"{prefix}:p:{worker_id}"  # the sessions this worker parked
 
     def fence(self, token: str) -> str:
         """The key marking a take token as given up (a late take with it does nothing)."""
@@ -139,7 +146,10 @@ class Link:
     def session_keys(self, session_id: str) -> SessionKeys:
         prefix = self.settings.prefix
         return SessionKeys(
-            f"{prefix}:s:{session_id}", f"{prefix}:q:{session_id}", f"{prefix}:k:{session_id}"
+            f"{prefix}:s:{session_id}",
+            f"{prefix}:q:{session_id}",
+            f"{prefix}:k:{session_id}",
+            f"{prefix}:r:{session_id}",
         )
 
     # --- clients and scripts ----------------------------------------------------------

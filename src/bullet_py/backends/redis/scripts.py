@@ -41,6 +41,10 @@ NAMES = (
     "idle",
     "cancel",
     "append",
+    "park",
+    "rewind",
+    "record",
+    "orphans",
 )
 
 Arg = str | int
@@ -117,8 +121,9 @@ def locate(
     ttl_ms: int,
     trust: str,
     claim_ms: int,
+    r: str,
 ) -> Call:
-    return Call("locate", (pending, s, q, k, workers), (sid, me, ttl_ms, trust, claim_ms))
+    return Call("locate", (pending, s, q, k, workers, r), (sid, me, ttl_ms, trust, claim_ms))
 
 
 def announce(*, s: str, q: str, me: str, queued: str, ttl_ms: int) -> Call:
@@ -143,11 +148,25 @@ def push(
     sid: str,
     f: str,
     prefix: str,
+    bid: str,
 ) -> Call:
     return Call(
         "push",
         (s, q, k, bus, f),
-        (message, chars, seq, max_messages, max_chars, when_full, ttl_ms, me, maxlen, sid, prefix),
+        (
+            message,
+            chars,
+            seq,
+            max_messages,
+            max_chars,
+            when_full,
+            ttl_ms,
+            me,
+            maxlen,
+            sid,
+            prefix,
+            bid,
+        ),
     )
 
 
@@ -167,11 +186,15 @@ def take(
     trust: str,
     prefix: str,
     homed_here: str,
+    r: str,
+    ack: str,
+    max_n: int,
+    max_c: int,
 ) -> Call:
     return Call(
         "take",
-        (s, q, k, f, workers, x),
-        (sid, token, me, park_ms, ttl_ms, trust, prefix, homed_here),
+        (s, q, k, f, workers, x, r),
+        (sid, token, me, park_ms, ttl_ms, trust, prefix, homed_here, ack, max_n, max_c),
     )
 
 
@@ -183,12 +206,12 @@ def requeue(*, f: str, bus: str, token: str, prefix: str, maxlen: int, ttl_ms: i
     return Call("requeue", (f, bus), (token, prefix, maxlen, ttl_ms))
 
 
-def ack(*, f: str, bus: str, token: str, prefix: str, maxlen: int) -> Call:
-    return Call("ack", (f, bus), (token, prefix, maxlen))
+def ack(*, f: str, bus: str, token: str, prefix: str, maxlen: int, max_n: int, max_c: int) -> Call:
+    return Call("ack", (f, bus), (token, prefix, maxlen, max_n, max_c))
 
 
-def forget(*, s: str, q: str, k: str, bus: str, sid: str, maxlen: int) -> Call:
-    return Call("forget", (s, q, k, bus), (sid, maxlen))
+def forget(*, s: str, q: str, k: str, bus: str, r: str, sid: str, maxlen: int, me: str) -> Call:
+    return Call("forget", (s, q, k, bus, r), (sid, maxlen, me))
 
 
 def beat(*, workers: str, bus: str, me: str, ttl_ms: int, max_age_ms: int) -> Call:
@@ -230,4 +253,71 @@ def append(
         "append",
         (bus, big, total),
         (maxlen, max_age_ms, max_bytes, fwd_ms, kind, *flat),
+    )
+
+
+def park(
+    *,
+    s: str,
+    q: str,
+    k: str,
+    bus: str,
+    r: str,
+    pw: str,
+    parkers: str,
+    me: str,
+    ttl_ms: int,
+    sent: int,
+    bid: str,
+    maxlen: int,
+    sid: str,
+    queue: Sequence[str] | None,
+    replay: Sequence[str],
+) -> Call:
+    """``queue`` None: the session's queue is in Redis already (only mark it parked).
+
+    The messages follow the fixed arguments (``nq`` and ``nr`` say how many).
+    """
+    nq = -1 if queue is None else len(queue)
+    items = () if queue is None else (*queue, *replay)
+    nr = 0 if queue is None else len(replay)
+    return Call(
+        "park", (s, q, k, bus, r, pw, parkers), (me, ttl_ms, sent, bid, maxlen, sid, nq, nr, *items)
+    )
+
+
+def rewind(
+    *,
+    s: str,
+    q: str,
+    r: str,
+    k: str,
+    bus: str,
+    seen: int,
+    sid: str,
+    maxlen: int,
+    max_n: int,
+    max_c: int,
+) -> Call:
+    return Call("rewind", (s, q, r, k, bus), (seen, sid, maxlen, max_n, max_c))
+
+
+def record(*, s: str, r: str, message: str, me: str, seq: int, max_n: int, max_c: int) -> Call:
+    return Call("record", (s, r), (message, me, seq, max_n, max_c))
+
+
+def orphans(
+    *,
+    workers: str,
+    parkers: str,
+    prefix: str,
+    me: str,
+    ttl_ms: int,
+    trust: str,
+    claim_ms: int,
+    idle_ms: int,
+    limit: int,
+) -> Call:
+    return Call(
+        "orphans", (workers, parkers), (prefix, me, ttl_ms, trust, claim_ms, idle_ms, limit)
     )

@@ -58,6 +58,7 @@ class Store:
         self._claims: dict[str, asyncio.Event] = {}  # claimed ids not yet adopted
         self._acking: dict[str, int] = {}  # session id -> its acknowledgements not yet applied
         self._holding: set[str] = set()  # tokens of polls here answering with a message
+        self._parked: set[str] = set()  # homed here and parked: locate asks Redis (CR queued?)
 
     # --- pending ids and homes -------------------------------------------------------------
 
@@ -81,7 +82,7 @@ class Store:
             return Located(Placement.UNKNOWN)  # not one of ours: no need to ask Redis
         link = self._link
         keys = link.session_keys(session_id)
-        if session_id in self._homed:
+        if session_id in self._homed and session_id not in self._parked:
             return Located(Placement.HERE, link.worker_id)
         call = scripts.locate(
             pending=link.pending,
@@ -94,15 +95,25 @@ class Store:
             ttl_ms=link.ttl_ms,
             trust=link.trust(),
             claim_ms=int(CLAIM_LEASE * 1000),
+            r=keys.r,
         )
         try:
-            placement, home, queued = await link.run(call)
+            placement, home, queued, parked, entry, cr = await link.run(call)
         except TRANSIENT as exc:
             link.went_offline(exc, "locate")
             raise BackendError("Redis unreachable") from exc
-        if placement == "claimed":
+        if placement in ("claimed", "taken"):
             self._claims[session_id] = asyncio.Event()
-        return Located(Placement(placement), str(home), queued == "1")
+        if placement == "taken":
+            self._parked.add(session_id)
+        return Located(
+            Placement(placement),
+            str(home),
+            queued == "1",
+            parked=parked == "1",
+            entry=str(entry),
+            cr=cr == "1",
+        )
 
     async def claimed(self, session_id: str, timeout: float) -> None:
         """Wait (up to ``timeout``) until a session this worker claimed is adopted."""
@@ -131,6 +142,18 @@ class Store:
         )
         self._writer.call(call, size=len(session_id))
 
+    async def register(self, session_id: str) -> None:
+        """Announce a stream session now, not through the write buffer (see SessionStore)."""
+        link = self._link
+        keys = link.session_keys(session_id)
+        call = scripts.announce(
+            s=keys.s, q=keys.q, me=link.worker_id, queued="0", ttl_ms=link.ttl_ms
+        )
+        try:
+            await link.run(call)
+        except TRANSIENT as exc:
+            link.went_offline(exc, "register")  # adopt() writes it once Redis is back
+
     def announce_all(self) -> None:
         """Tell Redis again about every session homed here (after a restart, periodically)."""
         for session_id, queued in list(self._homed.items()):
@@ -142,6 +165,7 @@ class Store:
         if claim is not None:
             claim.set()
         self._homed.pop(session_id, None)
+        self._parked.discard(session_id)
         link = self._link
         keys = link.session_keys(session_id)
 
@@ -159,8 +183,10 @@ class Store:
             q=keys.q,
             k=keys.k,
             bus=link.bus,
+            r=keys.r,
             sid=session_id,
             maxlen=link.maxlen,
+            me=link.worker_id,
         )
         self._writer.call(call, size=len(session_id), done=dropped)
 
@@ -180,7 +206,9 @@ class Store:
 
     # --- the queue ----------------------------------------------------------------------
 
-    def push(self, session_id: str, message: str) -> bool:
+    def push(self, session_id: str, message: str, entry: str | None = None) -> bool:
+        """Append to the queue; ``entry``: the bus entry the push comes from (default: the
+        one the bus reader is handing on now, if any)."""
         opts = self.options
         link = self._link
         keys = link.session_keys(session_id)
@@ -226,6 +254,7 @@ class Store:
             sid=session_id,
             f=link.in_flight,
             prefix=link.settings.prefix,
+            bid=link.current_entry if entry is None else entry,
         )
         if self._writer.call(call, size=size + 64, done=outcome):
             return True
@@ -260,8 +289,13 @@ class Store:
             self._requeue_token(token)
 
     async def take(
-        self, session_id: str, timeout: float, alive: Callable[[], bool]
+        self,
+        session_id: str,
+        timeout: float,
+        alive: Callable[[], bool],
+        done: Taken | None = None,
     ) -> Taken | None:
+        """The next message (see SessionStore.take); ``done``: acknowledged in the same call."""
         link = self._link
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -312,6 +346,10 @@ class Store:
                     trust=link.trust(),
                     prefix=link.settings.prefix,
                     homed_here="1" if session_id in self._homed else "0",
+                    r=keys.r,
+                    ack="" if done is None else done.token,
+                    max_n=self.options.replay_max_messages,
+                    max_c=self.options.replay_max_chars,
                 )
                 try:
                     status, value = await link.run(call)
@@ -374,6 +412,8 @@ class Store:
             token=taken.token,
             prefix=link.settings.prefix,
             maxlen=link.maxlen,
+            max_n=self.options.replay_max_messages,
+            max_c=self.options.replay_max_chars,
         )
         if not self._writer.call(
             call, size=len(taken.token), done=acked, essential=True, settle=True
@@ -411,6 +451,120 @@ class Store:
             ttl_ms=link.ttl_ms,
         )
         self._writer.call(call, size=len(token), essential=True)
+
+    # --- parked sessions (docs/sessions.md, "Several workers") ------------------------------
+
+    def park(
+        self, session_id: str, queue: list[str] | None, sent: int | None, replay: list[str]
+    ) -> None:
+        link = self._link
+        keys = link.session_keys(session_id)
+        self._homed[session_id] = True
+        self._parked.add(session_id)
+        call = scripts.park(
+            s=keys.s,
+            q=keys.q,
+            k=keys.k,
+            bus=link.bus,
+            r=keys.r,
+            pw=link.parked_here,
+            parkers=link.parkers,
+            me=link.worker_id,
+            ttl_ms=link.ttl_ms,
+            sent=-1 if sent is None else sent,
+            bid=link.position or "0-0",
+            maxlen=link.maxlen,
+            sid=session_id,
+            queue=queue,
+            replay=replay,
+        )
+        size = sum(len(m) for m in queue or ()) + sum(len(m) for m in replay) + 64
+        self._writer.call(call, size=size, essential=True)
+
+    async def adopt_orphans(self, limit: int = 100) -> int:
+        """Take over parked sessions of dead workers idle past ``session_idle_timeout``.
+
+        Nobody came back for them: the sessions of this process end them
+        (``LocalSessions.adopt_orphan``), so that ``on_close`` runs once.
+        """
+        link = self._link
+        call = scripts.orphans(
+            workers=link.workers,
+            parkers=link.parkers,
+            prefix=link.settings.prefix,
+            me=link.worker_id,
+            ttl_ms=link.ttl_ms,
+            trust=link.trust(),
+            claim_ms=int(CLAIM_LEASE * 1000),
+            idle_ms=int(self.options.session_idle_timeout * 1000),
+            limit=limit,
+        )
+        found = [str(part) for part in await link.run(call)]
+        for session_id, entry in zip(found[::2], found[1::2], strict=True):
+            self._claims[session_id] = asyncio.Event()
+            self._parked.add(session_id)
+            if self.sessions is not None:
+                self.sessions.adopt_orphan(session_id, entry)
+        return len(found) // 2
+
+    async def wait_parked(self, session_id: str, timeout: float) -> Located:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        waiter = _Waiter("")  # woken by the park's wake entry, as a parked poll is
+        waiters = self._waiters.setdefault(session_id, [])
+        waiters.append(waiter)
+        try:
+            while True:
+                waiter.event.clear()
+                located = await self.locate(session_id)
+                remaining = deadline - loop.time()
+                if located.placement is not Placement.ELSEWHERE or located.parked:
+                    return located
+                if remaining <= 0:
+                    return located
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await waiter.event.wait()
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters and self._waiters.get(session_id) is waiters:
+                del self._waiters[session_id]
+
+    async def rewind(self, session_id: str, seen: int) -> bool:
+        link = self._link
+        keys = link.session_keys(session_id)
+        call = scripts.rewind(
+            s=keys.s,
+            q=keys.q,
+            r=keys.r,
+            k=keys.k,
+            bus=link.bus,
+            seen=seen,
+            sid=session_id,
+            maxlen=link.maxlen,
+            max_n=self.options.replay_max_messages,
+            max_c=self.options.replay_max_chars,
+        )
+        try:
+            return str(await link.run(call)) == "ok"
+        except TRANSIENT as exc:
+            link.went_offline(exc, "rewind")
+            raise BackendError("Redis unreachable") from exc
+
+    def sent_directly(self, session_id: str, message: str) -> None:
+        link = self._link
+        keys = link.session_keys(session_id)
+        call = scripts.record(
+            s=keys.s,
+            r=keys.r,
+            message=message,
+            me=link.worker_id,
+            seq=next(link.seq),
+            max_n=self.options.replay_max_messages,
+            max_c=self.options.replay_max_chars,
+        )
+        self._writer.call(call, size=len(message) + 64, essential=True)
 
     # --- polls parked in this process ------------------------------------------------------
 

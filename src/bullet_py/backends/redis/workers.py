@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ...logs import log_event
 from . import scripts
@@ -24,9 +24,15 @@ logger = logging.getLogger("bullet_py")
 class Heartbeat:
     """Beats, reaps the dead, and has the sessions homed here announced again."""
 
-    def __init__(self, link: Link, announce_all: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        link: Link,
+        announce_all: Callable[[], None],
+        adopt_orphans: Callable[[], Awaitable[int]],
+    ) -> None:
         self._link = link
         self._announce_all = announce_all
+        self._adopt_orphans = adopt_orphans
         self._now = asyncio.Event()  # beat (and announce) without waiting for the period
         self._announce_due = False
 
@@ -77,6 +83,9 @@ class Heartbeat:
                     moved = await self.reap()
                     if moved:
                         log_event(logging.WARNING, "dead_worker_requeued", messages=moved)
+                    orphans = await self._adopt_orphans()
+                    if orphans:
+                        log_event(logging.INFO, "orphaned_sessions_ended", sessions=orphans)
             except TRANSIENT as exc:
                 link.went_offline(exc, "heartbeat")
                 continue

@@ -1,10 +1,16 @@
 -- A session ended: drop its state and queue; tell every worker (its parked polls end).
 -- Returns how many messages were still queued.
--- KEYS: s q k bus
--- ARGV: sid maxlen
-local s, q, k, bus = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local sid, maxlen = ARGV[1], ARGV[2]
+-- A worker that is no longer the session's home (another took it over) drops nothing.
+-- KEYS: s q k bus r
+-- ARGV: sid maxlen me
+local s, q, k, bus, r = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sid, maxlen, me = ARGV[1], ARGV[2], ARGV[3]
+local home = redis.call('HGET', s, 'home')
+if home and home ~= me then return 0 end
 local n = redis.call('LLEN', q)
-redis.call('DEL', s, q, k)
+if redis.call('HGET', s, 'pk') == '1' then
+  redis.call('SREM', string.sub(s, 1, string.len(s) - string.len(sid) - 3) .. ':p:' .. me, sid)
+end
+redis.call('DEL', s, q, k, r)
 redis.call('XADD', bus, 'MAXLEN', '~', maxlen, '*', 'k', 'gone', 's', sid)
 return n

@@ -16,6 +16,37 @@ local function chars(text)
   return string.len(text) - continuing
 end
 
+-- Whether bus entry id 'a' comes after 'b': "<ms>-<seq>" names a stream entry
+-- (all of it), "<ms>-<seq>-<i>" the i-th push of a grouped one.
+local function entry_parts(id)
+  local ms, sq, i = string.match(id, '^(%d+)-(%d+)-?(%d*)$')
+  if i == nil or i == '' then i = math.huge else i = tonumber(i) end
+  return tonumber(ms or 0), tonumber(sq or 0), i
+end
+
+local function id_after(a, b)
+  local am, as, ai = entry_parts(a)
+  local bm, bs, bi = entry_parts(b)
+  if am ~= bm then return am > bm end
+  if as ~= bs then return as > bs end
+  return ai > bi
+end
+
+-- A counting client's replay list: one more message sent, the oldest beyond the bounds dropped.
+local function record(s, r, m, max_n, max_c)
+  redis.call('HINCRBY', s, 'sent', 1)
+  redis.call('RPUSH', r, m)
+  local rc = tonumber(redis.call('HINCRBY', s, 'rc', chars(m)))
+  local n = redis.call('LLEN', r)
+  while n > 0 and (n > max_n or rc > max_c) do
+    rc = rc - chars(redis.call('LPOP', r))
+    n = n - 1
+  end
+  redis.call('HSET', s, 'rc', rc)
+  local ttl = redis.call('PTTL', s)
+  if ttl > 0 then redis.call('PEXPIRE', r, ttl) end
+end
+
 local function wake(parked, bus, maxlen, sid, now)
   if redis.call('ZCOUNT', parked, now, '+inf') > 0 then
     redis.call('XADD', bus, 'MAXLEN', '~', maxlen, '*', 'k', 'wake', 's', sid)

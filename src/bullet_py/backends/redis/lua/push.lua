@@ -1,7 +1,7 @@
 -- Append a message to a session's queue, once (seq), within the queue's bounds.
 -- The caller decides what a full queue does (when_full, from the shared overflow
 -- rule): 'refused' keeps the queue as it is, 'dropped_oldest' drops from the head
--- until the message fits. Returns {'ok'|'dup'|'refused'|'dropped', count}.
+-- until the message fits. Returns {'ok'|'dup'|'refused'|'dropped'|'moved', count}.
 --
 -- A message that would be the queue's only one, with nothing in flight, goes
 -- straight to a poll of this worker (me) parked on the session, as its take
@@ -9,17 +9,31 @@
 -- Returns {'handed', 0, token}; the caller hands it to that poll, or puts it
 -- back (requeue.lua) if the poll left meanwhile. A take round trip saved.
 -- A push applied already returns {'dup', 0, the token in flight or ''}.
+--
+-- A push made for a bus entry names it (bid): the session's hash keeps the
+-- last one applied, so a worker taking the session over knows from where the
+-- bus may hold pushes nobody applied, and one applied twice is skipped. A
+-- worker that is no longer the session's home (another took it over) pushes
+-- nothing ('moved').
 -- KEYS: s q k bus f
--- ARGV: message chars seq max_messages max_chars when_full ttl_ms me maxlen sid prefix
+-- ARGV: message chars seq max_messages max_chars when_full ttl_ms me maxlen sid prefix bid
 local s, q, k, bus, f = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local message, size, seq = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local maxn, maxc, when_full = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local ttl_ms, me, maxlen, sid, prefix = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local bid = ARGV[12]
 local now = now_ms()
 if tonumber(redis.call('HGET', s, 'wseq') or '0') >= seq then
   -- Applied before, its answer unseen: it may have handed the message to the poll
   -- in flight, whose worker then settles that poll (a late answer, or put back).
   return {'dup', 0, redis.call('HGET', s, 'fly') or ''}
+end
+local home = redis.call('HGET', s, 'home')
+if home and home ~= me then return {'moved', 0, ''} end
+if bid ~= '' then
+  local last = redis.call('HGET', s, 'bid')
+  if last and not id_after(bid, last) then return {'dup', 0, ''} end
+  redis.call('HSET', s, 'bid', bid)
 end
 redis.call('HSET', s, 'home', me, 'queued', '1', 'wseq', seq)
 redis.call('HDEL', s, 'cl')  -- only a session's home pushes: its claim is confirmed

@@ -13,12 +13,25 @@
 -- or the worker holding the message in flight, would be dead if it stays
 -- silent, or when an unconfirmed claim lapses. So a poll waiting on a dead
 -- worker's session is answered within worker_ttl, not at its own timeout.
--- Returns {'msg', message}, {'parked', ms or ''} or {'gone', ''}.
--- KEYS: s q k f workers x
--- ARGV: sid token me park_ms ttl_ms trust prefix homed_here
-local s, q, k, f, workers, x = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+-- A stream view acknowledges the message it wrote last in the same call
+-- (ack: its token), so a stream of messages costs one round trip each.
+-- Returns {'msg', message}, {'parked', ms or ''} or {'gone', '' or 'orphan'}.
+-- KEYS: s q k f workers x r
+-- ARGV: sid token me park_ms ttl_ms trust prefix homed_here ack max_n max_c
+local s, q, k, f, workers, x, r = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local sid, token, me, park_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local ttl_ms, trust, prefix, homed_here = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local ack, max_n, max_c = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+if ack ~= '' then
+  local done = redis.call('HGET', f, ack)
+  if done then
+    redis.call('HDEL', f, ack)
+    if redis.call('HEXISTS', s, 'sent') == 1 then
+      record(s, r, string.sub(done, string.len(sid) + 2), max_n, max_c)
+    end
+    if redis.call('HGET', s, 'fly') == ack then redis.call('HDEL', s, 'fly') end
+  end
+end
 if redis.call('EXISTS', x) == 1 then return {'gone', ''} end
 local held = redis.call('HGET', f, token)
 if held then return {'msg', string.sub(held, string.len(sid) + 2)} end
@@ -31,6 +44,8 @@ if not home and homed_here == '1' then
 end
 if not home then return {'gone', ''} end
 if home ~= me and (dead(workers, home, now, trust) or lapsed(s, now)) then
+  -- A parked session outlives its home: the next request (locate) takes it over.
+  if redis.call('HGET', s, 'pk') == '1' then return {'gone', 'orphan'} end
   redis.call('DEL', s, q, k)
   return {'gone', ''}
 end
