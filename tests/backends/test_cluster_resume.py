@@ -534,6 +534,99 @@ async def test_a_session_whose_home_was_killed_is_taken_over_and_loses_nothing(
         await page.close()
 
 
+async def read_past(redis_url: str, prefix: str) -> None:
+    """Until every worker's heartbeat has recorded a bus position at or past the bus's end.
+
+    The record is written once a heartbeat (lua/beat.lua) and nothing announces
+    it, so this looks again every 50 ms (bounded by ``TIMEOUT``).
+    """
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        last = await client.xrevrange(f"{prefix}:bus", count=1)
+        end = last[0][0] if last else "0-0"
+
+        def at_or_past(entry: str | None) -> bool:
+            if entry is None:
+                return False
+            ms, _, seq = entry.partition("-")
+            end_ms, _, end_seq = end.partition("-")
+            return (int(ms), int(seq or 0)) >= (int(end_ms), int(end_seq or 0))
+
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                ids = await client.zrange(f"{prefix}:workers", 0, -1)
+                positions = [await client.get(f"{prefix}:wpos:{w}") for w in ids]
+                if ids and all(at_or_past(p) for p in positions):
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+
+
+async def test_a_session_attached_when_its_home_is_killed_is_taken_over_with_a_reset(
+    redis_server: RedisServer,
+) -> None:
+    """SIGKILL with the stream open: the session was never parked. The client's
+    reconnect (at once, on the other worker) waits until the home is declared
+    dead, then that worker takes the session over: the pushes made since the
+    dead home's last heartbeat come, once, in order, after a reset (the dead
+    process may have held some in flight); a fresh handler gets on_resume."""
+    async with workers(redis_server.url) as group, pages_client() as http:
+        page = CountingWs(http, group)
+        assert await page.connect(0) == "bullet.fresh"
+        sent: list[str] = []
+        async with job(redis_server.url, group.prefix) as hub:
+            for n in range(3):
+                sent.append(f"before-{n}")
+                await hub.send(page.sid, sent[-1])
+            assert await page.wait_for(3) == sent
+            await read_past(redis_server.url, group.prefix)  # worker 0 applied them, and said so
+            assert await group.stop(0, signal.SIGKILL) == -signal.SIGKILL
+            await page.ended.wait()
+            meanwhile = [f"meanwhile-{n}" for n in range(5)]
+            for message in meanwhile:
+                await hub.send(page.sid, message)  # nobody runs the session now
+            got = await page.follow(len(sent) + len(meanwhile), ports=[1])
+            assert got == sent + meanwhile  # nothing lost, nothing twice, in order
+            await page.wait_seen(f"resumed:{page.sid}")
+            assert page.protocols[-1] == "bullet.fresh"  # the count starts again: told so
+            assert await page.follow(len(sent) + len(meanwhile), ports=[1]) == got
+            sent += meanwhile
+            sent.append("after")
+            await hub.send(page.sid, "after")
+            assert await page.wait_for(len(sent)) == sent
+            assert page.ws is not None
+            await page.ws.send_str("echo-1")  # the new handler, on worker 1
+            assert (await page.wait_for(len(sent) + 1))[-1] == "echo-1"
+        await page.close()
+        taken = [line for line in group.output() if "session_taken_over" in line]
+        assert len(taken) == 1, taken
+
+
+async def test_an_event_stream_attached_when_its_home_is_killed_is_taken_over_with_a_reset(
+    redis_server: RedisServer,
+) -> None:
+    async with workers(redis_server.url) as group, pages_client() as http:
+        stream = CountingEs(http, group)
+        await stream.connect(0)
+        assert stream.protocols == ["fresh"] and stream.sid
+        sent = [f"before-{n}" for n in range(3)]
+        async with job(redis_server.url, group.prefix) as hub:
+            for message in sent:
+                await hub.send(stream.sid, message)
+            assert await stream.follow(len(sent), ports=[0]) == sent
+            await read_past(redis_server.url, group.prefix)
+            assert await group.stop(0, signal.SIGKILL) == -signal.SIGKILL
+            meanwhile = [f"meanwhile-{n}" for n in range(5)]
+            for message in meanwhile:
+                await hub.send(stream.sid, message)
+            assert await stream.follow(len(sent) + len(meanwhile), ports=[1]) == sent + meanwhile
+            assert stream.protocols[-1] == "fresh"  # the count starts again: told so
+        await stream.close()
+        taken = [line for line in group.output() if "session_taken_over" in line]
+        assert len(taken) == 1, taken
+
+
 async def test_a_parked_session_nobody_comes_back_for_is_ended_by_another_worker(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -92,6 +92,11 @@ class Located:
     parked: bool = False  # its queue moved to the store when its stream dropped (see park)
     entry: str = ""  # TAKEN: the last bus entry its old home applied (see SessionStore.catch_up)
     cr: bool = False  # the head of its queue holds CR, which an event stream cannot carry
+    # TAKEN from a home that died with the session's stream attached: what that
+    # process held is gone, so a client that counts must be told to start again.
+    gap: bool = False
+    # ELSEWHERE: seconds its home lives on if it stays silent (None: not known).
+    home_life: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

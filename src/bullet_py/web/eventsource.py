@@ -35,7 +35,7 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     request = exchange.request
     plan = await plan_stream(endpoint, exchange)
     if plan.view is not None:  # a parked session, served from the shared store
-        return await view.serve_eventsource(endpoint, exchange, plan.view)
+        return await view.serve_eventsource(endpoint, exchange, plan.view, resumed=plan.resumed)
     conn = plan.conn
     if conn is None:
         await endpoint.hub.store.register(plan.session_id)  # known everywhere before its cookie

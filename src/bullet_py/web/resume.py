@@ -64,12 +64,15 @@ class StreamPlan:
     ) -> None:
         self.conn = conn  # None: a fresh session, made once the handshake succeeded
         self.session_id = session_id
-        self.reset = reset  # a counting client asked to resume and cannot: tell it
+        # A counting client asked to resume and cannot (a fresh session, or a
+        # session taken over from a home that died holding its stream): tell it.
+        self.reset = reset
         self.view = view
 
     @property
     def resumed(self) -> bool:
-        return self.conn is not None or self.view is not None
+        """The client goes on counting where it was (False: it is told to start again)."""
+        return (self.conn is not None or self.view is not None) and not self.reset
 
 
 async def plan_stream(endpoint: Services, exchange: Exchange) -> StreamPlan:
@@ -186,6 +189,17 @@ async def _plan_shared(
     if exchange.transport is Transport.EVENTSOURCE and located.cr:
         log_event(logging.INFO, "eventsource_refused", session=session_hash(session_id))
         raise ProtocolError("event stream refused: poll instead", REFUSAL_STATUS)
+    if exchange.seen is not None and located.gap:
+        # Its home died with the stream attached: what was in flight, or queued
+        # in that process, is gone. The session goes on (pushes made since are
+        # in its queue); the client is told its count starts again, never a
+        # silent hole.
+        try:
+            await store.rewind(session_id, 0)
+        except BackendError:
+            pass  # a count that cannot start again here starts with the first message
+        log_event(logging.INFO, "session_reset", session=session_hash(session_id), kept="1")
+        return StreamPlan(None, session_id, view=view, reset=True)
     if exchange.seen is not None:
         try:
             counted = await store.rewind(session_id, exchange.seen)

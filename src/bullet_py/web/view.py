@@ -281,9 +281,10 @@ async def _ws_writer(endpoint: Services, feed: _Feed, ws: web.WebSocketResponse)
 
 
 async def serve_eventsource(
-    endpoint: Services, exchange: Exchange, view: View
+    endpoint: Services, exchange: Exchange, view: View, *, resumed: bool = True
 ) -> web.StreamResponse:
-    """The event stream of a parked session."""
+    """The event stream of a parked session (``resumed`` False: a counting client starts
+    its count again)."""
     opts = endpoint.options
     request = exchange.request
     response = web.StreamResponse(status=200, headers=sse.HEADERS)
@@ -297,7 +298,7 @@ async def serve_eventsource(
         try:
             await response.prepare(request)
             if exchange.seen is not None:
-                await response.write(sse.RESUMED_EVENT)
+                await response.write(sse.RESUMED_EVENT if resumed else sse.FRESH_EVENT)
         except _WRITE_ERRORS:
             return response
         if await _stream(endpoint, feed, response):

@@ -57,7 +57,8 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     resumable = opts.resumes(Transport.WEBSOCKET.value)
     plan = await plan_stream(endpoint, exchange)
     if plan.view is not None:  # a parked session, served from the shared store
-        return await view.serve_websocket(endpoint, exchange, plan.view, PROTOCOL_RESUMED)
+        protocol = PROTOCOL_RESUMED if plan.resumed else PROTOCOL_FRESH
+        return await view.serve_websocket(endpoint, exchange, plan.view, protocol)
     if plan.conn is None:
         await endpoint.hub.store.register(plan.session_id)  # known everywhere before its cookie
     ws = _response(opts, PROTOCOL_RESUMED if plan.resumed else PROTOCOL_FRESH)

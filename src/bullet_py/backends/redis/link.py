@@ -143,6 +143,10 @@ class Link:
         """The key marking a take token as given up (a late take with it does nothing)."""
         return f"{self.settings.prefix}:x:{token}"
 
+    def read_position_key(self, worker_id: str) -> str:
+        """Where a worker's heartbeat records how far its bus reader applied (lua/beat.lua)."""
+        return f"{self.settings.prefix}:wpos:{worker_id}"
+
     def session_keys(self, session_id: str) -> SessionKeys:
         prefix = self.settings.prefix
         return SessionKeys(

@@ -214,8 +214,18 @@ def forget(*, s: str, q: str, k: str, bus: str, r: str, sid: str, maxlen: int, m
     return Call("forget", (s, q, k, bus, r), (sid, maxlen, me))
 
 
-def beat(*, workers: str, bus: str, me: str, ttl_ms: int, max_age_ms: int) -> Call:
-    return Call("beat", (workers, bus), (me, ttl_ms, max_age_ms))
+def beat(
+    *,
+    workers: str,
+    bus: str,
+    wpos: str,
+    me: str,
+    ttl_ms: int,
+    max_age_ms: int,
+    pos: str,
+    keep_ms: int,
+) -> Call:
+    return Call("beat", (workers, bus, wpos), (me, ttl_ms, max_age_ms, pos, keep_ms))
 
 
 def reap(*, workers: str, bus: str, prefix: str, maxlen: int, ttl_ms: int, only: str) -> Call:

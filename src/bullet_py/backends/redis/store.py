@@ -30,6 +30,7 @@ from .writer import Writer
 _PARK_GRACE = 5.0  # a parked poll's entry outlives its wait by this much
 _RECHECK_MIN = 0.1  # a parked poll told to look again waits at least this long
 _RECHECK_SLACK = 0.05  # and this much past the moment Redis named
+_PAST_DEATH = 0.25  # a session whose home went silent is looked up again this long after
 
 
 class _Waiter:
@@ -98,7 +99,7 @@ class Store:
             r=keys.r,
         )
         try:
-            placement, home, queued, parked, entry, cr = await link.run(call)
+            placement, home, queued, parked, entry, cr, gap, life = await link.run(call)
         except TRANSIENT as exc:
             link.went_offline(exc, "locate")
             raise BackendError("Redis unreachable") from exc
@@ -113,6 +114,8 @@ class Store:
             parked=parked == "1",
             entry=str(entry),
             cr=cr == "1",
+            gap=gap == "1",
+            home_life=None if int(life) < 0 else int(life) / 1000,
         )
 
     async def claimed(self, session_id: str, timeout: float) -> None:
@@ -510,6 +513,11 @@ class Store:
     async def wait_parked(self, session_id: str, timeout: float) -> Located:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        settings = self._link.settings
+        # A home that missed two heartbeats is most likely dead (SIGKILLed with
+        # the stream attached, so it will never park the session): wait until
+        # it is declared dead, and the next locate takes the session over.
+        silent_below = settings.worker_ttl - 2 * settings.heartbeat
         waiter = _Waiter("")  # woken by the park's wake entry, as a parked poll is
         waiters = self._waiters.setdefault(session_id, [])
         waiters.append(waiter)
@@ -517,9 +525,12 @@ class Store:
             while True:
                 waiter.event.clear()
                 located = await self.locate(session_id)
-                remaining = deadline - loop.time()
                 if located.placement is not Placement.ELSEWHERE or located.parked:
                     return located
+                life = located.home_life
+                if life is not None and life < silent_below and not located.queued:
+                    deadline = max(deadline, loop.time() + life + _PAST_DEATH)
+                remaining = deadline - loop.time()
                 if remaining <= 0:
                     return located
                 with contextlib.suppress(TimeoutError):

@@ -46,9 +46,12 @@ class Heartbeat:
         call = scripts.beat(
             workers=link.workers,
             bus=link.bus,
+            wpos=link.read_position_key(link.worker_id),
             me=link.worker_id,
             ttl_ms=int(ttl * 1000),
             max_age_ms=int((link.settings.bus_max_age or 0) * 1000),
+            pos=link.position or "",
+            keep_ms=link.ttl_ms,
         )
         await link.run(call)
 

@@ -7,8 +7,15 @@
 -- dead (or a takeover's claim lapsed), this worker takes it over, under the
 -- same lease; being one script, exactly one worker wins. It gets the id of the
 -- last bus entry the old home applied (bid), so it can apply the ones after.
--- Returns {placement, home, queued, parked, bid, cr}: cr is '1' when the head
--- of the queue holds CR (an event stream cannot carry it).
+-- A session still attached to its home when the home died (never parked) is
+-- taken over too if it is a stream's (a polling one ends, as it always did).
+-- The stream's queue died with its home: the new home reads the bus from where the dead
+-- one's reader was at its last heartbeat (beat.lua), so pushes made since
+-- arrive (some of the last beat's interval may come twice), and 'gap' is '1':
+-- a client that counts is told its count starts again.
+-- Returns {placement, home, queued, parked, bid, cr, gap, life}: cr is '1' when
+-- the head of the queue holds CR (an event stream cannot carry it); life, for
+-- 'elsewhere', the milliseconds the home lives on if it stays silent (-1: none).
 -- KEYS: pending s q k workers r
 -- ARGV: sid me ttl_ms trust claim_ms
 local pending, s, q, k, workers, r = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -22,11 +29,11 @@ if expires then
     redis.call('HSET', s, 'home', me, 'queued', '1', 'seen', now, 'wseq', 0, 'qc', 0,
       'cl', now + claim_ms)
     redis.call('PEXPIRE', s, ttl_ms)
-    return {'claimed', me, '1', '0', '', '0'}
+    return {'claimed', me, '1', '0', '', '0', '0', -1}
   end
 end
 local home = redis.call('HGET', s, 'home')
-if not home then return {'unknown', '', '0', '0', '', '0'} end
+if not home then return {'unknown', '', '0', '0', '', '0', '0', -1} end
 local pk = redis.call('HGET', s, 'pk') or '0'
 -- The next message: the one a poll or a view holds (it goes back to the head
 -- if its write fails, as an event stream's does with CR), else the head.
@@ -40,20 +47,38 @@ end
 if not head then head = redis.call('LINDEX', q, 0) end
 local cr = '0'
 if head and string.find(head, '\r', 1, true) then cr = '1' end
-if home == me then return {'here', home, '1', pk, '', cr} end
-if dead(workers, home, now, trust) or lapsed(s, now) then
-  if pk == '1' then
-    local prefix = string.sub(s, 1, string.len(s) - string.len(sid) - 3)
-    redis.call('SMOVE', prefix .. ':p:' .. home, prefix .. ':p:' .. me, sid)
-    redis.call('SADD', prefix .. ':parkers', me)
-    redis.call('HSET', s, 'home', me, 'cl', now + claim_ms, 'wseq', 0, 'seen', now)
-    redis.call('PEXPIRE', s, ttl_ms)
-    redis.call('PEXPIRE', q, ttl_ms)
-    return {'taken', me, '1', '1', redis.call('HGET', s, 'bid') or '0-0', cr}
+if home == me then return {'here', home, '1', pk, '', cr, '0', -1} end
+local gone = dead(workers, home, now, trust)
+if gone or lapsed(s, now) then
+  local prefix = string.sub(s, 1, string.len(s) - string.len(sid) - 3)
+  local bid, gap = redis.call('HGET', s, 'bid'), '0'
+  if pk ~= '1' then
+    -- A polling session (its queue in Redis) ends with its home, as before
+    -- resumption (docs/sessions.md); so does a stream whose home never
+    -- recorded a position: there is nothing to read the bus back from.
+    bid = nil
+    if gone and redis.call('HGET', s, 'queued') ~= '1' then
+      bid = redis.call('GET', prefix .. ':wpos:' .. home)
+    end
+    if not bid then
+      redis.call('DEL', s, q, k, r)
+      return {'unknown', '', '0', '0', '', '0', '0', -1}
+    end
+    gap = '1'
+    redis.call('DEL', q, r)
+    redis.call('HDEL', s, 'sent', 'fly')
+    redis.call('HSET', s, 'qc', 0, 'rc', 0, 'queued', '1')
+    cr = '0'
   end
-  redis.call('DEL', s, q, k, r)
-  return {'unknown', '', '0', '0', '', '0'}
+  redis.call('SREM', prefix .. ':p:' .. home, sid)
+  redis.call('SADD', prefix .. ':p:' .. me, sid)
+  redis.call('SADD', prefix .. ':parkers', me)
+  redis.call('HSET', s, 'home', me, 'pk', '1', 'cl', now + claim_ms, 'wseq', 0, 'seen', now)
+  redis.call('PEXPIRE', s, ttl_ms)
+  redis.call('PEXPIRE', q, ttl_ms)
+  return {'taken', me, '1', '1', bid or '0-0', cr, gap, -1}
 end
 redis.call('HSET', s, 'seen', now)
 redis.call('PEXPIRE', s, ttl_ms)
-return {'elsewhere', home, redis.call('HGET', s, 'queued') or '1', pk, '', cr}
+return {'elsewhere', home, redis.call('HGET', s, 'queued') or '1', pk, '', cr, '0',
+  expiry(workers, home, now) or -1}
