@@ -8,8 +8,9 @@
 -- same lease; being one script, exactly one worker wins. It gets the id of the
 -- last bus entry the old home applied (bid), so it can apply the ones after.
 -- A session still attached to its home when the home died (never parked) is
--- taken over too if it is a stream's (a polling one ends, as it always did).
--- The stream's queue died with its home: the new home reads the bus from where the dead
+-- taken over too. A polling one's queue is in Redis already and its 'bid'
+-- names the last bus push its home applied. A stream's queue died with its
+-- home: the new home reads the bus from where the dead
 -- one's reader was at its last heartbeat (beat.lua), so pushes made since
 -- arrive (some of the last beat's interval may come twice), and 'gap' is '1':
 -- a client that counts is told its count starts again.
@@ -53,22 +54,27 @@ if gone or lapsed(s, now) then
   local prefix = string.sub(s, 1, string.len(s) - string.len(sid) - 3)
   local bid, gap = redis.call('HGET', s, 'bid'), '0'
   if pk ~= '1' then
-    -- A polling session (its queue in Redis) ends with its home, as before
-    -- resumption (docs/sessions.md); so does a stream whose home never
-    -- recorded a position: there is nothing to read the bus back from.
-    bid = nil
-    if gone and redis.call('HGET', s, 'queued') ~= '1' then
-      bid = redis.call('GET', prefix .. ':wpos:' .. home)
-    end
-    if not bid then
+    if not gone then  -- a claim that lapsed, its home alive: the id is unknown again
       redis.call('DEL', s, q, k, r)
       return {'unknown', '', '0', '0', '', '0', '0', -1}
     end
-    gap = '1'
-    redis.call('DEL', q, r)
-    redis.call('HDEL', s, 'sent', 'fly')
-    redis.call('HSET', s, 'qc', 0, 'rc', 0, 'queued', '1')
-    cr = '0'
+    if redis.call('HGET', s, 'queued') ~= '1' then
+      -- A stream's session: what its home held died with it. A home that
+      -- never recorded a position leaves nothing to read the bus back from.
+      bid = redis.call('GET', prefix .. ':wpos:' .. home)
+      if not bid then
+        redis.call('DEL', s, q, k, r)
+        return {'unknown', '', '0', '0', '', '0', '0', -1}
+      end
+      gap = '1'
+      redis.call('DEL', q, r)
+      redis.call('HDEL', s, 'sent', 'fly')
+      redis.call('HSET', s, 'qc', 0, 'rc', 0, 'queued', '1')
+      cr = '0'
+    end
+    -- A polling session's queue is in Redis, and its 'bid' names the last bus
+    -- push its home applied to it; reap.lua puts back the answer a poll of
+    -- the dead home held (it comes again if it had been written).
   end
   redis.call('SREM', prefix .. ':p:' .. home, sid)
   redis.call('SADD', prefix .. ':p:' .. me, sid)
