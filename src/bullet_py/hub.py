@@ -112,6 +112,12 @@ class Hub:
         if self.on_orphan is not None:
             self.registry.spawn(self.on_orphan(session_id, entry))
 
+    def probe_held(self, session_id: str) -> None:
+        """Another process's client asks for a session a stream here holds: probe it."""
+        conn = self.registry.get(session_id)
+        if conn is not None and not conn.closed and conn.core.held:
+            self.registry.spawn(conn.take_over(self.registry.options.resume_probe_timeout))
+
     def close_forwarded(self, session_id: str) -> bool:
         """Its client ended a session of this process on a stream another process served."""
         conn = self.registry.get(session_id)

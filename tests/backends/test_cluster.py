@@ -263,6 +263,10 @@ async def test_backbone_on_two_workers_an_update_through_any_worker_reaches_ever
     async with start_cluster(redis_server.url, app=None) as cluster:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             ws0 = await http.ws_connect(cluster.url(0))
+            # Two pages, two sessions: with ws0's cookie, ws1 would ask to resume
+            # ws0's session, and ws0 (not reading now, so answering no ping) would
+            # be found dead and dropped (docs/sessions.md, "A silent drop").
+            http.cookie_jar.clear()
             ws1 = await http.ws_connect(cluster.url(1))
             poller = PollPage(cluster)
             try:

@@ -490,6 +490,37 @@ async def test_an_event_stream_resumes_on_the_other_worker_and_cr_falls_back_to_
                 await poller.close()
 
 
+async def test_a_silent_websocket_on_its_home_gives_way_to_its_client_on_the_other_worker(
+    redis_server: RedisServer,
+) -> None:
+    """The commonest drop is silent: the old WebSocket on worker 0 stays open but
+    answers nothing (never read, so no pong) while its client reconnects, with
+    its cookie and count, to worker 1. Worker 1 asks worker 0 over the bus to
+    probe the stream holding the session; worker 0 finds it dead within
+    ``resume_probe_timeout``, drops it and parks the session, and the reconnect
+    resumes it: what the dead socket was sent comes again, once, in order."""
+    async with workers(redis_server.url) as group, pages_client() as http:
+        silent = await http.ws_connect(group.url(0, "?bullet_seen=0"), protocols=PROTOCOLS)
+        try:
+            first = await silent.receive_str(timeout=TIMEOUT)
+            assert first.startswith("sid:")
+            sid = first[4:]
+            sent = [f"m-{n}" for n in range(5)]
+            async with job(redis_server.url, group.prefix) as hub:
+                for message in sent:
+                    await hub.send(sid, message)  # to the silent socket
+                page = CountingWs(http, group)
+                page.sid, page.got = sid, [first]  # its client received only its first message
+                assert await page.connect(1) == "bullet.resumed"
+                assert await page.wait_for(len(sent)) == sent
+                await hub.send(sid, "later")
+                assert await page.wait_for(len(sent) + 1) == [*sent, "later"]
+            await page.close()
+        finally:
+            await silent.close()
+        assert any("session_parked" in line for line in group.output())
+
+
 # --- the home worker killed ---------------------------------------------------------------------
 
 

@@ -128,6 +128,13 @@ class LocalSessions(Protocol):
     def close_forwarded(self, session_id: str) -> bool:
         """Its client ended a session of this process on another one; False if not here."""
 
+    def probe_held(self, session_id: str) -> None:
+        """A client asks another process for this session: check the stream holding it.
+
+        A dead stream (a silent drop) is dropped, and the session moves to the
+        store (parked) where the asking process finds it; a live one keeps it.
+        """
+
     def adopt_orphan(self, session_id: str, entry: str) -> None:
         """This process took over a parked session nobody came back for: end it here.
 

@@ -387,6 +387,7 @@ class _Routes:
         self.forwarded = forwarder.forwarded
         self.replied = forwarder.replied
         self.redis_restarted = heartbeat.redis_restarted
+        self.probe = store.probe_held
 
 
 async def _stop(tasks: list[asyncio.Task[Any]], rounds: int = 20) -> None:

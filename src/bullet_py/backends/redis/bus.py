@@ -6,7 +6,9 @@ its publisher's id (``o``) and sequence number (``n``), so a retried write is
 seen once, and one publisher's entries are read in the order it wrote them.
 Field ``k`` says what an entry is: ``send``, ``broadcast``, ``info`` (pushes),
 ``fwd`` and ``rep`` (a POST forwarded to a session's home, its reply),
-``wake`` (a queue with parked polls got a message), ``gone`` (a session ended);
+``wake`` (a queue with parked polls got a message), ``gone`` (a session ended),
+``probe`` (a client asks another worker for a session a stream of its home
+holds: the home checks that stream);
 ``many`` holds several of the others, from one publisher, in order (the writer
 groups the small entries of one batch: see :mod:`.writer`).
 """
@@ -47,6 +49,9 @@ class Listener(Protocol):
 
     def replied(self, fields: dict[str, str]) -> None:
         """The reply to a POST this worker forwarded."""
+
+    def probe(self, session_id: str) -> None:
+        """Another worker's client asks for a session a stream here holds: is it alive?"""
 
     def redis_restarted(self) -> None:
         """Redis lost what it held: say again what this worker holds."""
@@ -187,6 +192,9 @@ class BusReader:
         elif kind == "rep":
             if fields.get("t") == self._link.worker_id:
                 listener.replied(fields)
+        elif kind == "probe":
+            if fields.get("t") == self._link.worker_id:
+                listener.probe(fields.get("s", ""))
         elif kind in _ENVELOPE_KINDS and self.deliver is not None:
             if self.holding and self._hold(kind, fields):
                 return

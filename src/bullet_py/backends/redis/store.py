@@ -518,6 +518,7 @@ class Store:
         # the stream attached, so it will never park the session): wait until
         # it is declared dead, and the next locate takes the session over.
         silent_below = settings.worker_ttl - 2 * settings.heartbeat
+        asked = False
         waiter = _Waiter("")  # woken by the park's wake entry, as a parked poll is
         waiters = self._waiters.setdefault(session_id, [])
         waiters.append(waiter)
@@ -527,6 +528,10 @@ class Store:
                 located = await self.locate(session_id)
                 if located.placement is not Placement.ELSEWHERE or located.parked:
                     return located
+                if not asked:
+                    # Its home probes the stream holding it (a silent drop is
+                    # dropped there, and the session parked, which wakes this).
+                    asked = self._writer.publish({"k": "probe", "t": located.home, "s": session_id})
                 life = located.home_life
                 if life is not None and life < silent_below and not located.queued:
                     deadline = max(deadline, loop.time() + life + _PAST_DEATH)
@@ -583,6 +588,11 @@ class Store:
         """Have the polls parked here for ``session_id`` try again."""
         for waiter in self._waiters.get(session_id, ()):
             waiter.event.set()
+
+    def probe_held(self, session_id: str) -> None:
+        """The bus brought another worker's question about a session held here."""
+        if self.sessions is not None:
+            self.sessions.probe_held(session_id)
 
     def release(self, session_id: str) -> None:
         for waiter in self._waiters.get(session_id, ()):
