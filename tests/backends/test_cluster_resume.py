@@ -565,6 +565,35 @@ async def test_a_session_whose_home_was_killed_is_taken_over_and_loses_nothing(
         await page.close()
 
 
+async def test_a_broadcast_its_dead_home_made_is_not_applied_twice_by_the_new_home(
+    redis_server: RedisServer,
+) -> None:
+    """A home applies its own broadcasts to its sessions when it makes them (a parked
+    session's queue included), then writes them to the bus. The worker taking over
+    after the home died reads the bus back from the park: it must skip those."""
+    async with workers(redis_server.url) as group, pages_client() as http:
+        page = CountingWs(http, group)
+        assert await page.connect(0) == "bullet.fresh"
+        other = CountingWs(http, group)  # another page on worker 0, to broadcast from there
+        assert await other.connect(0) == "bullet.fresh"
+        assert page.ws is not None and other.ws is not None
+        async with parked_in_redis(redis_server.url, group.prefix, page.sid):
+            drop(page.ws)
+            await page.ended.wait()
+        await other.ws.send_str("bcast:own")  # hub.broadcast on worker 0
+        assert await other.wait_for(1) == ["own"]
+        await read_past(redis_server.url, group.prefix)  # its bus entry is written and read
+        assert await group.stop(0, signal.SIGKILL) == -signal.SIGKILL
+        async with job(redis_server.url, group.prefix) as hub:
+            await hub.send(page.sid, "meanwhile")
+            assert await page.follow(2, ports=[1]) == ["own", "meanwhile"]
+            await page.wait_seen(f"resumed:{page.sid}")
+            await hub.send(page.sid, "after")
+            assert await page.wait_for(3) == ["own", "meanwhile", "after"]
+        await page.close()
+        await other.close()
+
+
 async def read_past(redis_url: str, prefix: str) -> None:
     """Until every worker's heartbeat has recorded a bus position at or past the bus's end.
 

@@ -87,7 +87,7 @@ class Located:
     """The answer of :meth:`SessionStore.locate`."""
 
     placement: Placement
-    home: str = ""  # the home process, for ELSEWHERE
+    home: str = ""  # the home process, for ELSEWHERE; for TAKEN, the old home
     queued: bool = True  # False: a session whose queue stays in its home (an event stream)
     parked: bool = False  # its queue moved to the store when its stream dropped (see park)
     entry: str = ""  # TAKEN: the last bus entry its old home applied (see SessionStore.catch_up)
@@ -284,12 +284,15 @@ class SessionStore(abc.ABC):
         """
         raise NotImplementedError("this store keeps sessions in their process")
 
-    async def catch_up(self, session_id: str, entry: str, adopt: Callable[[], None]) -> int:
+    async def catch_up(
+        self, session_id: str, entry: str, adopt: Callable[[], None], *, applied_by: str = ""
+    ) -> int:
         """After ``locate`` answered ``TAKEN``: apply the pushes its old home never applied.
 
-        Pushes to the session made after bus entry ``entry`` (by any process)
-        are appended to its queue in order; ``adopt`` registers the new
-        session in this process at the moment after which pushes reach it
-        directly. Returns how many were applied.
+        Pushes to the session made after bus entry ``entry`` (by any process
+        but ``applied_by``, the old home, which applied its own broadcasts
+        when it made them) are appended to its queue in order; ``adopt``
+        registers the new session in this process at the moment after which
+        pushes reach it directly. Returns how many were applied.
         """
         raise NotImplementedError("this store keeps sessions in their process")

@@ -227,7 +227,9 @@ async def take_over(endpoint: Services, exchange: Exchange, located: Located) ->
     conn.share(store, queue_in_store=True)
     conn.parked = True
     store.adopt(session_id, queued=True)
-    await store.catch_up(session_id, located.entry, lambda: endpoint.registry.add(conn))
+    await store.catch_up(
+        session_id, located.entry, lambda: endpoint.registry.add(conn), applied_by=located.home
+    )
     log_event(logging.INFO, "session_taken_over", session=session_hash(session_id), remote="1")
     await conn.resume()
     return conn

@@ -374,8 +374,12 @@ class RedisBackend(Broker, SessionStore):
     async def end(self, home: str, session_id: str) -> None:
         await self._forwarder.forward(home, session_id, "", close=True)
 
-    async def catch_up(self, session_id: str, entry: str, adopt: Callable[[], None]) -> int:
-        return await catch_up(self._link, self._bus, self._store, session_id, entry, adopt)
+    async def catch_up(
+        self, session_id: str, entry: str, adopt: Callable[[], None], *, applied_by: str = ""
+    ) -> int:
+        return await catch_up(
+            self._link, self._bus, self._store, session_id, entry, adopt, applied_by=applied_by
+        )
 
 
 class _Routes:

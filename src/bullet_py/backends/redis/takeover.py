@@ -27,15 +27,27 @@ _PAGE = 500  # bus entries read per round trip
 
 
 async def catch_up(
-    link: Link, bus: BusReader, store: Store, session_id: str, entry: str, adopt: Callable[[], None]
+    link: Link,
+    bus: BusReader,
+    store: Store,
+    session_id: str,
+    entry: str,
+    adopt: Callable[[], None],
+    *,
+    applied_by: str = "",
 ) -> int:
-    """Append the pushes after bus entry ``entry``; ``adopt`` registers the session."""
+    """Append the pushes after bus entry ``entry``; ``adopt`` registers the session.
+
+    ``applied_by``: the old home. Its own entries (broadcasts it made) are
+    skipped: it applied them to its sessions when it made them, before it
+    wrote them to the bus.
+    """
     bus.holding[session_id] = []  # from here on, the reader holds this session's pushes
     upto = link.position  # everything up to here was handed on before
     applied = 0
     try:
         if upto is not None and id_after(upto, entry):
-            applied = await _replay(link, store, session_id, entry, upto)
+            applied = await _replay(link, store, session_id, entry, upto, applied_by)
     finally:
         held = bus.holding.pop(session_id, [])
         adopt()  # no await from here: the held pushes go first, then the reader's
@@ -51,7 +63,9 @@ async def catch_up(
     return applied + len(held)
 
 
-async def _replay(link: Link, store: Store, session_id: str, entry: str, upto: str) -> int:
+async def _replay(
+    link: Link, store: Store, session_id: str, entry: str, upto: str, applied_by: str
+) -> int:
     client = link.require_client()
     seen: dict[str, int] = {}  # publisher -> last sequence number (a retried write is one)
     # After the entry named; a push of a group names <stream id>-<i>: that group is
@@ -69,6 +83,8 @@ async def _replay(link: Link, store: Store, session_id: str, entry: str, upto: s
         for entry_id, raw in rows:
             fields: dict[str, str] = raw or {}
             origin = fields.get("o")
+            if applied_by and origin == applied_by:
+                continue  # the old home's own: applied when it was made
             if fields.get("k") == "many" and origin is not None:  # a group: each of its pushes
                 group = json.loads(fields.get("e", "[]"))
                 items = [(f"{entry_id}-{i}", {**e, "o": origin}) for i, e in enumerate(group, 1)]

@@ -14,7 +14,8 @@
 -- one's reader was at its last heartbeat (beat.lua), so pushes made since
 -- arrive (some of the last beat's interval may come twice), and 'gap' is '1':
 -- a client that counts is told its count starts again.
--- Returns {placement, home, queued, parked, bid, cr, gap, life}: cr is '1' when
+-- Returns {placement, home, queued, parked, bid, cr, gap, life} (home: for 'taken',
+-- the old home, whose own bus entries it applied itself): cr is '1' when
 -- the head of the queue holds CR (an event stream cannot carry it); life, for
 -- 'elsewhere', the milliseconds the home lives on if it stays silent (-1: none).
 -- KEYS: pending s q k workers r
@@ -82,7 +83,7 @@ if gone or lapsed(s, now) then
   redis.call('HSET', s, 'home', me, 'pk', '1', 'cl', now + claim_ms, 'wseq', 0, 'seen', now)
   redis.call('PEXPIRE', s, ttl_ms)
   redis.call('PEXPIRE', q, ttl_ms)
-  return {'taken', me, '1', '1', bid or '0-0', cr, gap, -1}
+  return {'taken', home, '1', '1', bid or '0-0', cr, gap, -1}  -- the old home
 end
 redis.call('HSET', s, 'seen', now)
 redis.call('PEXPIRE', s, ttl_ms)
