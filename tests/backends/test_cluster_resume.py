@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from bullet_py.backends.redis.bus import id_after
 from tests.backends.conftest import RedisServer
 from tests.backends.test_cluster import LEDGER, TIMEOUT, job
 from tests.helpers import POLL_HEADERS, POST_HEADERS, cache_buster
@@ -604,19 +605,11 @@ async def read_past(redis_url: str, prefix: str) -> None:
     try:
         last = await client.xrevrange(f"{prefix}:bus", count=1)
         end = last[0][0] if last else "0-0"
-
-        def at_or_past(entry: str | None) -> bool:
-            if entry is None:
-                return False
-            ms, _, seq = entry.partition("-")
-            end_ms, _, end_seq = end.partition("-")
-            return (int(ms), int(seq or 0)) >= (int(end_ms), int(end_seq or 0))
-
         async with asyncio.timeout(TIMEOUT):
             while True:
                 ids = await client.zrange(f"{prefix}:workers", 0, -1)
                 positions = [await client.get(f"{prefix}:wpos:{w}") for w in ids]
-                if ids and all(at_or_past(p) for p in positions):
+                if ids and all(p is not None and not id_after(end, p) for p in positions):
                     return
                 await asyncio.sleep(0.05)
     finally:

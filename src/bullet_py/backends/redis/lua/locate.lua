@@ -37,12 +37,12 @@ end
 local home = redis.call('HGET', s, 'home')
 if not home then return {'unknown', '', '0', '0', '', '0', '0', -1} end
 local pk = redis.call('HGET', s, 'pk') or '0'
+local prefix = string.sub(s, 1, string.len(s) - string.len(sid) - 3)
 -- The next message: the one a poll or a view holds (it goes back to the head
 -- if its write fails, as an event stream's does with CR), else the head.
 local head = nil
 local fly = redis.call('HGET', s, 'fly')
 if fly then
-  local prefix = string.sub(s, 1, string.len(s) - string.len(sid) - 3)
   local w = string.match(fly, '^(.+):%d+$') or ''
   head = redis.call('HGET', prefix .. ':f:' .. w, fly)
 end
@@ -52,7 +52,6 @@ if head and string.find(head, '\r', 1, true) then cr = '1' end
 if home == me then return {'here', home, '1', pk, '', cr, '0', -1} end
 local gone = dead(workers, home, now, trust)
 if gone or lapsed(s, now) then
-  local prefix = string.sub(s, 1, string.len(s) - string.len(sid) - 3)
   local bid, gap = redis.call('HGET', s, 'bid'), '0'
   if pk ~= '1' then
     if not gone then  -- a claim that lapsed, its home alive: the id is unknown again
