@@ -252,11 +252,22 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20, help="file:line entries shown")
     parser.add_argument("--no-trace", action="store_true", help="RSS only")
     parser.add_argument("--json", help="write the figures here too")
+    parser.add_argument(
+        "--server-loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop every server runs on (default asyncio's)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.serve:
+        os.environ["BULLET_EVENT_LOOP"] = args.server_loop  # read by the servers' children
     if args.serve:
-        asyncio.run(_serve(args.serve, args.trace, args.top))
+        from bullet_py.web.serve import loop_factory  # $BULLET_EVENT_LOOP, from --server-loop
+
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(_serve(args.serve, args.trace, args.top))
         return
     results: dict[str, Any] = {}
     for kind in args.kinds.split(","):

@@ -104,7 +104,10 @@ def serve(system: str, port: int, profile_to: str | None) -> None:
             profiler.dump_stats(profile_to)
         await runner.cleanup()
 
-    asyncio.run(main())
+    from bullet_py.web.serve import loop_factory  # $BULLET_EVENT_LOOP, from --server-loop
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(main())
 
 
 # --- the lean client ------------------------------------------------------------
@@ -422,10 +425,18 @@ def main() -> None:
     parser.add_argument(
         "--requests", type=int, default=2000, help="requests counted by --callgrind"
     )
+    parser.add_argument(
+        "--server-loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop every server runs on (default asyncio's)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.serve:
+        os.environ["BULLET_EVENT_LOOP"] = args.server_loop  # read by the servers' children
     if args.serve:
         serve(args.serve, args.port, args.profile_to)
         return

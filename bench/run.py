@@ -72,13 +72,21 @@ SCRIPTS = {
     "bullet": BENCH / "servers" / "bullet_bench.py",
     "socketio": BENCH / "peers" / "socketio_server.py",
     "sockjs": BENCH / "peers" / "sockjs_server.py",
+    # The aiohttp baselines again, on uvloop: bullet_py's runner picks uvloop
+    # when it is installed, so these separate what the loop saves from what
+    # the server's own code costs.
+    "plain-uv": BENCH / "peers" / "plain_aiohttp.py",
+    "aiohttp-uv": BENCH / "peers" / "raw_aiohttp.py",
 }
+SCRIPT_ARGS = {"plain-uv": ["--loop", "uvloop"], "aiohttp-uv": ["--loop", "uvloop"]}
 # The original Erlang Bullet: bench/peers/erlang/start.sh, as an echo or a push server.
 ERLANG = BENCH / "peers" / "erlang"
 ERLANG_SERVERS = {"erlang": [], "erlang-push": ["--push"]}
 NAMES = {
     "aiohttp": "raw aiohttp",
     "plain": "plain aiohttp",
+    "plain-uv": "plain aiohttp on uvloop",
+    "aiohttp-uv": "raw aiohttp on uvloop",
     "erlang": "original Erlang Bullet",
     "bullet": "**bullet_py**",
     "socketio": "python-socketio",
@@ -144,6 +152,8 @@ def _poll(*more: Entry) -> tuple[Entry, ...]:
 # connection unasked; it has no broadcast and nothing to ask a push of, so it
 # has no broadcast or delivery rows.
 PLAIN_WS = _e("plain", "bullet-ws")
+PLAIN_UV_WS = _e("plain-uv", "bullet-ws")
+RAW_UV_POLL = _e("aiohttp-uv", "bullet-poll")
 ERLANG_WS = _e("erlang", "original-ws")
 ERLANG_WS_PUSH = _e("erlang", "original-ws", "erlang-push")
 ERLANG_POLL = _e("erlang", "original-poll")
@@ -151,8 +161,8 @@ ERLANG_POLL_PUSH = _e("erlang", "original-poll", "erlang-push")
 
 
 GROUPS = (
-    Group("echo-ws", "echo", "WebSocket", _ws(PLAIN_WS, ERLANG_WS)),
-    Group("echo-poll", "echo", "long-poll", _poll(ERLANG_POLL)),
+    Group("echo-ws", "echo", "WebSocket", _ws(PLAIN_WS, PLAIN_UV_WS, ERLANG_WS)),
+    Group("echo-poll", "echo", "long-poll", _poll(RAW_UV_POLL, ERLANG_POLL)),
     Group("push-ws", "push", "WebSocket", _ws(ERLANG_WS_PUSH), (("batch", 50), ("windows", 2))),
     Group(
         "push-sse",
@@ -189,8 +199,8 @@ GROUPS = (
         "deliver",
     ),
     Group("broadcast-ws", "broadcast", "WebSocket", _ws()),
-    Group("idle-ws", "idle", "WebSocket", _ws(PLAIN_WS, ERLANG_WS)),
-    Group("idle-poll", "idle", "parked long-poll", _poll(ERLANG_POLL)),
+    Group("idle-ws", "idle", "WebSocket", _ws(PLAIN_WS, PLAIN_UV_WS, ERLANG_WS)),
+    Group("idle-poll", "idle", "parked long-poll", _poll(RAW_UV_POLL, ERLANG_POLL)),
     Group(
         "idle-sse",
         "idle",
@@ -217,7 +227,16 @@ class Settings:
     codec_repeats: int = 15
     quiet: float = 0.5  # idle: how long the server must be calm before RSS is read
     pin: bool = True  # servers on CPU 0, load generator on CPU 1 (smoke: off, for speed)
-    systems: tuple[str, ...] = ("aiohttp", "plain", "bullet", "erlang", "socketio", "sockjs")
+    systems: tuple[str, ...] = (
+        "aiohttp",
+        "aiohttp-uv",
+        "plain",
+        "plain-uv",
+        "bullet",
+        "erlang",
+        "socketio",
+        "sockjs",
+    )
 
 
 SMOKE = Settings(
@@ -232,7 +251,7 @@ SMOKE = Settings(
     codec_repeats=2,
     quiet=0.2,
     pin=False,
-    systems=("aiohttp", "plain", "bullet", "erlang"),
+    systems=("aiohttp", "plain", "plain-uv", "bullet", "erlang"),
 )
 
 
@@ -307,7 +326,7 @@ def command(key: str, port: int) -> list[str]:
         # start.sh exec's the Erlang VM, so the pid we get is beam.smp's.
         argv = ["sh", str(ERLANG / "start.sh"), *ERLANG_SERVERS[key]]
     else:
-        argv = [sys.executable, str(SCRIPTS[key])]
+        argv = [sys.executable, str(SCRIPTS[key]), *SCRIPT_ARGS.get(key, [])]
     return [*argv, "--host", "127.0.0.1", "--port", str(port)]
 
 
@@ -717,7 +736,16 @@ OVERVIEW_ROWS = (
     ("idle WebSocket, KiB each", "idle-ws", "kib_per_conn", 1),
     ("parked poll, KiB each", "idle-poll", "kib_per_conn", 1),
 )
-OVERVIEW_SYSTEMS = ("bullet", "plain", "aiohttp", "erlang", "socketio", "sockjs")
+OVERVIEW_SYSTEMS = (
+    "bullet",
+    "plain",
+    "plain-uv",
+    "aiohttp",
+    "aiohttp-uv",
+    "erlang",
+    "socketio",
+    "sockjs",
+)
 
 
 def overview(results: Results, groups: list[Group]) -> str:
@@ -727,7 +755,7 @@ def overview(results: Results, groups: list[Group]) -> str:
     if not rows:
         return ""
     systems = [x for x in OVERVIEW_SYSTEMS if any(f"{g}/{x}" in results for _, g, _, _ in rows)]
-    versus = [x for x in ("plain", "aiohttp", "erlang") if x in systems]
+    versus = [x for x in ("plain", "plain-uv", "aiohttp", "aiohttp-uv", "erlang") if x in systems]
     head = [NAMES[x] for x in systems] + [f"bullet_py ÷ {NAMES[x]}" for x in versus]
     out = [
         "### Overview\n",
@@ -996,6 +1024,16 @@ def machine() -> str:
     )
 
 
+def bullet_loop() -> str:
+    """The loop bullet_py's runner serves on here: uvloop when it is installed."""
+    from bullet_py.web.serve import loop_factory
+
+    factory = loop_factory()
+    if factory.__module__.startswith("uvloop"):
+        return f"uvloop {version('uvloop')}"
+    return "asyncio's loop"
+
+
 def versions(loop_name: str, erlang: bool) -> str:
     parts = [
         f"Python {platform.python_version()}",
@@ -1010,7 +1048,9 @@ def versions(loop_name: str, erlang: bool) -> str:
             if erlang
             else []
         ),
-        f"servers on the asyncio loop, load generator on {loop_name}",
+        f"bullet_py on {bullet_loop()} (what its runner picks), the other Python servers "
+        f"on asyncio's loop except the two '… on uvloop' baselines; load generator on "
+        f"{loop_name}",
         "servers started with " + " ".join(f"{k}={v}" for k, v in CHILD_ENV.items()),
     ]
     return ", ".join(parts) + "."
@@ -1026,7 +1066,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int)
     parser.add_argument("--only", help="regex on group keys (e.g. 'echo|idle-ws')")
     parser.add_argument(
-        "--systems", help="comma-separated subset of aiohttp,plain,bullet,erlang,socketio,sockjs"
+        "--systems",
+        help="comma-separated subset of aiohttp,aiohttp-uv,plain,plain-uv,bullet,erlang,"
+        "socketio,sockjs",
     )
     parser.add_argument("--no-codec", action="store_true")
     parser.add_argument("--out", type=Path, help="also write the markdown here")

@@ -16,3 +16,11 @@ echo "== node --test js/test"
 node --test js/test/
 echo "== pytest"
 "$py" -m pytest "$@"
+if [ $# -eq 0 ]; then
+    # bullet_py.web.serve.run serves on uvloop when it is installed (the examples,
+    # hence every subprocess server above, do): the in-process servers' tests again
+    # on it, where a transport is not an asyncio.Transport.
+    echo "== pytest on uvloop"
+    BULLET_TEST_LOOP=uvloop "$py" -m pytest tests/web tests/robustness tests/core \
+        tests/test_connection.py tests/test_hub.py tests/test_router.py
+fi

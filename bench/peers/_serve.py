@@ -4,7 +4,8 @@ Every server script prints ``listening on http://H:P`` once it accepts
 connections and exits cleanly on SIGINT/SIGTERM, like the project's examples,
 so the runner drives them all the same way. Nothing here changes how a server
 behaves: it is the plain ``AppRunner`` + ``TCPSite`` start-up of aiohttp with
-its default settings.
+its default settings, on asyncio's loop unless ``--loop uvloop`` asks for uvloop
+(the runner's ``plain-uv`` and ``aiohttp-uv`` systems).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ def parse(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop (default asyncio's, as aiohttp's own web.run_app)",
+    )
     return parser.parse_args()
 
 
@@ -43,5 +50,11 @@ async def _serve(app: web.Application, host: str, port: int) -> None:
         await runner.cleanup()
 
 
-def run(app: web.Application, host: str, port: int) -> None:
-    asyncio.run(_serve(app, host, port))
+def run(app: web.Application, host: str, port: int, loop: str = "asyncio") -> None:
+    factory = asyncio.new_event_loop
+    if loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve(app, host, port))

@@ -46,4 +46,4 @@ def make_app() -> web.Application:
 
 if __name__ == "__main__":
     args = parse(__doc__ or "")
-    run(make_app(), args.host, args.port)
+    run(make_app(), args.host, args.port, args.loop)

@@ -164,6 +164,9 @@ class TestRedisOnly(ClusterFixtures):
         await redis_server.start()
         kept = [f"kept{i}" for i in range(5)]
         assert [(await ws.receive(timeout=10)).data for _ in kept] == kept
+        # Worker 1 may read the entries before worker 0 has Redis's reply and
+        # lets go of them: the next broadcast waits for an empty buffer.
+        await wait_for(lambda: cluster.hub(0).broker.buffered == 0)
         await cluster.hub(0).broadcast("next")
         assert (await ws.receive(timeout=10)).data == "next"
         assert await poller.drain(11, step=0, start=1) == [

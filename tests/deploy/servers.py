@@ -127,11 +127,16 @@ class Gunicorn(Process):
 
 @contextlib.asynccontextmanager
 async def run_gunicorn(
-    redis_url: str, *, port: int | None = None, environ: Mapping[str, str] | None = None
+    redis_url: str,
+    *,
+    port: int | None = None,
+    environ: Mapping[str, str] | None = None,
+    worker_class: str | None = None,
 ) -> AsyncIterator[Gunicorn]:
     """The README's command from the repository root, Redis and port substituted.
 
-    ``environ`` adds variables (``PROMETHEUS_MULTIPROC_DIR``), as a shell would.
+    ``environ`` adds variables (``PROMETHEUS_MULTIPROC_DIR``), as a shell would;
+    ``worker_class`` replaces the command's (the README's uvloop variant).
     """
     port = port or free_port()
     words = readme_gunicorn_command()
@@ -144,6 +149,8 @@ async def run_gunicorn(
     words[0] = gunicorn_executable()
     bind = words.index("--bind")
     words[bind + 1] = f"127.0.0.1:{port}"
+    if worker_class is not None:
+        words[words.index("--worker-class") + 1] = worker_class
     proc = await asyncio.create_subprocess_exec(
         *words,
         cwd=ROOT,

@@ -87,10 +87,12 @@ class PollingPage:
         await self.http.close()
 
 
+# The README's command, and the same with the uvloop worker it names.
+@pytest.mark.parametrize("worker_class", [None, "aiohttp.GunicornUVLoopWebWorker"])
 async def test_one_session_served_by_both_workers_loses_and_repeats_nothing(
-    redis_server: RedisServer,
+    redis_server: RedisServer, worker_class: str | None
 ) -> None:
-    async with run_gunicorn(redis_server.url) as server:
+    async with run_gunicorn(redis_server.url, worker_class=worker_class) as server:
         ann, bob = PollingPage(server.base), PollingPage(server.base)
         try:
             for page in (ann, bob):

@@ -26,8 +26,9 @@ from ..connection import Connection
 from ..core.negotiate import Transport
 from ..core.text import TEXT_CONTENT_TYPE, exceeds, max_utf8_bytes, xhr_body, xhr_text
 from ..exceptions import BackendError, ProtocolError, SessionNotFound
-from ..logs import Recorder, first_time, log_event, session_hash
+from ..logs import first_time, log_event, session_hash
 from ..registry import new_session_id
+from .answer import DirectAnswer, direct_allowed
 from .exchange import Exchange, Services, client_address
 from .resume import take_over
 
@@ -177,14 +178,24 @@ async def _answer_poll(
     """Write one message as a poll's answer; False (after ``put_back``) if the client left."""
     request = exchange.request
     body = xhr_body(message)
-    response = web.StreamResponse(status=200, headers={"Content-Type": TEXT_CONTENT_TYPE})
-    response.headers.update(endpoint.cors_headers(request))
-    response.content_length = len(body)
-    _renew_tab_cookie(endpoint, exchange, response, session_id)
+    response: web.StreamResponse
+    direct = (
+        exchange.tab is None  # a tab's answers renew its cookie
+        and endpoint.options.allowed_origins is None
+        and direct_allowed(request)
+    )
+    if direct:
+        response = DirectAnswer(body).as_response()  # the same bytes, sooner
+    else:
+        response = web.StreamResponse(status=200, headers={"Content-Type": TEXT_CONTENT_TYPE})
+        response.headers.update(endpoint.cors_headers(request))
+        response.content_length = len(body)
+        _renew_tab_cookie(endpoint, exchange, response, session_id)
     try:
-        await response.prepare(request)
-        await response.write(body)
-        await response.write_eof()
+        await response.prepare(request)  # a direct answer is written whole by this
+        if not direct:
+            await response.write(body)
+            await response.write_eof()
     except _WRITE_ERRORS:
         put_back()  # the client left before the answer was written
         log_event(logging.INFO, "poll_requeued", session=session_hash(session_id))
@@ -285,15 +296,14 @@ async def serve_send(endpoint: Services, exchange: Exchange) -> web.StreamRespon
         raise ProtocolError("", 413, event="too_big", reason="message_size", length=len(text))
     if not text:
         return web.Response(status=204)  # an empty message cannot travel by POST
-    recorder = endpoint.hub.recorder
-    recorder.message_in("send")
+    endpoint.hub.recorder.message_in("send")
     live = endpoint.registry.get(exchange.session_id)  # the common case, without a coroutine
     found = (
         live if live is not None and not live.closed else await _live_session(endpoint, exchange)
     )
     if isinstance(found, _Elsewhere):
         try:
-            return _send_reply(await found.handle_message(text), recorder)
+            return _send_reply(endpoint, request, await found.handle_message(text))
         except SessionNotFound:
             found = None  # it ended meanwhile: as if the cookie named nobody
         except TimeoutError:
@@ -312,7 +322,7 @@ async def serve_send(endpoint: Services, exchange: Exchange) -> web.StreamRespon
         await conn.finish()
     else:
         reply = await found.handle_message(text)
-    return _send_reply(reply, recorder)
+    return _send_reply(endpoint, request, reply)
 
 
 async def _read_body(content: StreamReader, limit: int, timeout: float) -> bytes:
@@ -362,9 +372,11 @@ def _check_rate(endpoint: Services, exchange: Exchange) -> None:
         )
 
 
-def _send_reply(reply: str | None, recorder: Recorder) -> web.Response:
+def _send_reply(endpoint: Services, request: web.Request, reply: str | None) -> web.StreamResponse:
     if not reply:
         return web.Response(status=204)
-    recorder.message_out("send")
+    endpoint.hub.recorder.message_out("send")
+    if endpoint.options.allowed_origins is None and direct_allowed(request):
+        return DirectAnswer(xhr_body(reply)).as_response()  # the same bytes, sooner
     # Content type and charset as arguments: aiohttp's quickest way to the same header.
     return web.Response(text=xhr_text(reply), content_type=_MEDIA_TYPE, charset=_CHARSET)

@@ -610,8 +610,9 @@ class _MaskGuard(asyncio.Protocol):
     @classmethod
     def install(cls, request: web.Request) -> _MaskGuard | None:
         transport = request.transport
-        if not isinstance(transport, asyncio.Transport):
+        if transport is None:
             return None
+        # Not isinstance(asyncio.Transport): uvloop's transports are not its subclasses.
         guard = cls(transport.get_protocol(), transport)
         transport.set_protocol(guard)
         return guard
@@ -659,7 +660,7 @@ _FAILED: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 def _fail(request: web.Request, code: int, timeout: float) -> None:
     """Fail the WebSocket connection (RFC 6455 §7.1.7): see :func:`_fail_transport`."""
     transport = request.transport
-    if isinstance(transport, asyncio.Transport):
+    if transport is not None:  # any loop's transport (uvloop's are not asyncio.Transport's)
         _fail_transport(transport, code, timeout)
 
 
