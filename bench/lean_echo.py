@@ -10,7 +10,8 @@ the server is the bottleneck (check *server CPU*) and msg/s measures it.
 
 Same servers, pinning and environment as ``bench/run.py``; systems: aiohttp
 (raw), plain, bullet (``bench/servers/bullet_bench.py``: it echoes, with the rate
-limits off), erlang (when built).
+limits off; on uvloop, as ``bullet_py.web.serve.run`` picks it), erlang (when built),
+and plain-uv and aiohttp-uv, the two aiohttp baselines on uvloop.
 
     python bench/lean_echo.py --repeats 3 --systems aiohttp,plain,bullet,erlang
 """
@@ -33,7 +34,8 @@ MESSAGE = b"e" * 90 + b"0123456789"
 # A masked text frame with the all-zero key: the payload goes out unchanged.
 FRAME = bytes([0x81, 0x80 | len(MESSAGE)]) + b"\0\0\0\0" + MESSAGE
 PONG = bytes([0x8A, 0x80]) + b"\0\0\0\0"
-SERVERS = {"aiohttp": "aiohttp", "plain": "plain", "bullet": "bullet", "erlang": "erlang"}
+# bench/run.py's server keys; the "-uv" baselines are the same scripts on uvloop.
+SERVERS = ("aiohttp", "aiohttp-uv", "plain", "plain-uv", "bullet", "erlang")
 
 
 class Echoer(asyncio.Protocol):
@@ -128,7 +130,7 @@ async def main_async(args: argparse.Namespace, systems: list[str]) -> dict[str, 
     results: dict[str, list[dict]] = {system: [] for system in systems}
     for repeat in range(args.repeats):
         for system in systems[repeat % len(systems) :] + systems[: repeat % len(systems)]:
-            server = run.Server(SERVERS[system])
+            server = run.Server(system)
             await server.start()
             try:
                 result = await measure(server, args.clients, args.warmup, args.duration)
@@ -154,6 +156,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     args = parser.parse_args()
     systems = [x for x in args.systems.split(",") if x]
+    if unknown := sorted(set(systems) - set(SERVERS)):
+        parser.error(f"unknown systems {unknown}: choose from {', '.join(SERVERS)}")
     if "erlang" in systems and (why := run.erlang_missing()):
         print(f"skipping the original Erlang Bullet: {why}", file=sys.stderr)
         systems.remove("erlang")
