@@ -18,7 +18,9 @@ echo is a loop turn of its own (the ``epoll_wait``, the ``recv``, the
 Systems: plain (``bench/peers/plain_aiohttp.py``), aiohttp (raw), bullet
 (``bench/servers/bullet_bench.py``, which echoes with the per-WebSocket
 message rate off: ``examples/echo.py``'s default of 200 a second would close
-these clients). Needs valgrind (``apt-get install valgrind``).
+these clients; on uvloop when installed, as ``bullet_py.web.serve.run`` serves:
+``BULLET_EVENT_LOOP=asyncio`` for asyncio's loop), and plain-uv and aiohttp-uv,
+the first two on uvloop. Needs valgrind (``apt-get install valgrind``).
 
 ``--poll`` (with ``--push K``, bullet only) counts the long-poll backlog of
 ``bench/run.py``'s push-poll row instead: each client is one keep-alive
@@ -44,11 +46,10 @@ import run
 from lean_echo import FRAME, PONG
 from post_profile import _cookie, _request
 
-SCRIPTS = {
-    "plain": run.SCRIPTS["plain"],
-    "aiohttp": run.SCRIPTS["aiohttp"],
-    "bullet": run.SCRIPTS["bullet"],  # as in bench/run.py
-}
+# bench/run.py's servers; "-uv": the same script on uvloop. bullet_py's bench server
+# serves on what bullet_py.web.serve.run picks: uvloop when installed, unless
+# BULLET_EVENT_LOOP=asyncio is set in this script's environment.
+SYSTEMS = ("plain", "plain-uv", "aiohttp", "aiohttp-uv", "bullet")
 
 
 class Counted(asyncio.Protocol):
@@ -248,7 +249,8 @@ def count(
                 "--tool=callgrind",
                 f"--callgrind-out-file={out}",
                 sys.executable,
-                str(SCRIPTS[system]),
+                str(run.SCRIPTS[system]),
+                *run.SCRIPT_ARGS.get(system, []),
                 "--port",
                 str(port),
             ],
@@ -299,6 +301,8 @@ def main() -> None:
         "--poll", action="store_true", help="with --push K: the long-poll backlog (bullet only)"
     )
     args = parser.parse_args()
+    if unknown := sorted(set(args.systems.split(",")) - set(SYSTEMS)):
+        parser.error(f"unknown systems {unknown}: choose from {', '.join(SYSTEMS)}")
     if args.poll and (not args.push or args.systems != "bullet"):
         parser.error("--poll needs --push K and --systems bullet")
     what = f"push (K={args.push})" if args.push else "echo"
