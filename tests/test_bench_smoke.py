@@ -120,3 +120,18 @@ def test_smoke_redis_cost_prints_every_cell_and_ratio() -> None:
         "| long-poll via queue, 2 workers / 1 worker | reported |",
     ):
         assert cell in text, cell
+
+
+@pytest.mark.timeout(60)
+def test_redis_pack_prints_both_packers() -> None:
+    """``bench/redis_pack.py``: both packers time the same call (it checks their bytes agree)."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "redis_pack.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for line in ("redis-py", "hiredis", "hiredis / redis-py:"):
+        assert line in done.stdout, line

@@ -17,6 +17,7 @@ from redis.backoff import EqualJitterBackoff, NoBackoff
 
 from ...exceptions import BackendError
 from ...logs import log_event
+from .packing import hiredis_packing
 from .scripts import Call, Scripts
 
 #: Errors after which the same request may succeed later: retry, never crash.
@@ -183,6 +184,8 @@ class Link:
             retry=Retry(NoBackoff(), 0),  # the backend retries, knowing what is idempotent
             client_name=f"{self.settings.prefix}:{self.worker_id}",
         )
+        # Commands packed by hiredis, as redis-py's synchronous client does (see .packing).
+        pool.connection_class = hiredis_packing(pool.connection_class)
         return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 
     def require_client(self) -> aioredis.Redis:
