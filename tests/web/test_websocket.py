@@ -211,3 +211,32 @@ async def test_an_idle_websocket_has_no_writer_task_until_a_write_needs_one(aioh
         await wait_for(lambda: _writer_tasks() == [])  # and ends once the queue is empty
         assert conn.send("after")
         assert (await ws.receive(timeout=5)).data == "after"
+
+
+async def test_a_reply_is_written_as_a_frame_without_send_str_unless_it_may_wait(
+    aiohttp_client, monkeypatch
+):
+    """A small reply with nothing buffered is one transport write (the flush's frame bytes);
+    a reply that might wait on the peer (over 16,000 characters) goes through aiohttp's
+    ``send_str`` under the write timeout. Either way the client reads the same message."""
+    sent_by_aiohttp: list[int] = []
+    original = aiohttp.web.WebSocketResponse.send_str
+
+    async def counting_send_str(self, data, compress=None):
+        sent_by_aiohttp.append(len(data))
+        await original(self, data, compress)
+
+    monkeypatch.setattr(aiohttp.web.WebSocketResponse, "send_str", counting_send_str)
+    app, _ = make_app()
+    client = await aiohttp_client(app)
+    small = ["hi", "", "é😀\r\n\x00\ufeff", "x" * 125, "x" * 126, "é" * 8000, "y" * 16_000]
+    async with client.ws_connect("/bullet") as ws:
+        for text in small:
+            await ws.send_str(text)
+            msg = await ws.receive(timeout=5)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.TEXT, text)
+        assert sent_by_aiohttp == []
+        big = "z" * 16_001
+        await ws.send_str(big)
+        assert (await ws.receive(timeout=5)).data == big
+        assert sent_by_aiohttp == [len(big)]

@@ -294,8 +294,13 @@ async def _read_forever(
                     peer is not None
                     and len(reply) <= _UNTIMED_MAX_CHARS
                     and not peer.get_write_buffer_size()
+                    and not peer.is_closing()
+                    and not ws.closed
                 ):
-                    await ws.send_str(reply)  # cannot wait on the peer: see _send
+                    # The frame aiohttp's send_str would write, written as the
+                    # flush writes its frames (see _Flusher): it cannot wait on
+                    # the peer (see _send), so it needs no coroutine either.
+                    peer.write(frames.text(reply.encode("utf-8")))
                 else:
                     await _send(ws, request, reply, write_timeout)
                 if counting:
@@ -398,7 +403,8 @@ class _Flusher:
     as much as aiohttp's own send loop.
 
     The frames come from :mod:`bullet_py.core.frames`, not ``send_str``, only
-    to write many in one go. aiohttp's writer still writes on the same socket: the
+    to write many in one go (and, in the reader, to write a reply without a
+    coroutine). aiohttp's writer still writes on the same socket: the
     writer task's text frames, and every ping, pong and close frame. Close stays
     with aiohttp because it is a handshake ``WebSocketResponse`` keeps the state
     of (closing, waiting for the peer's close frame, the close code, ending
