@@ -290,18 +290,7 @@ async def _read_forever(
             if core.replay is not None:
                 core.sent_directly(reply)
             try:
-                if (
-                    peer is not None
-                    and len(reply) <= _UNTIMED_MAX_CHARS
-                    and not peer.get_write_buffer_size()
-                    and not peer.is_closing()
-                    and not ws.closed
-                ):
-                    # The frame aiohttp's send_str would write, written as the
-                    # flush writes its frames (see _Flusher): it cannot wait on
-                    # the peer (see _send), so it needs no coroutine either.
-                    peer.write(frames.text(reply.encode("utf-8")))
-                else:
+                if not _write_now(ws, peer, reply):  # no coroutine when it cannot wait
                     await _send(ws, request, reply, write_timeout)
                 if counting:
                     recorder.message_out("websocket")
@@ -371,16 +360,31 @@ async def _write_queued(
 _UNTIMED_MAX_CHARS = 16_000
 
 
+def _write_now(ws: web.WebSocketResponse, transport: asyncio.Transport | None, text: str) -> bool:
+    """Write ``text`` as one text frame at once if the write cannot wait on the peer.
+
+    The bytes are those aiohttp's ``send_str`` would write, written as the
+    flush writes its frames (see :class:`_Flusher`), without its coroutines.
+    False, writing nothing, when it might wait (a big message, something
+    buffered) or aiohttp must decide (a closing transport, a closed socket).
+    """
+    if (
+        transport is None
+        or len(text) > _UNTIMED_MAX_CHARS
+        or transport.get_write_buffer_size()
+        or transport.is_closing()
+        or ws.closed
+    ):
+        return False
+    transport.write(frames.text(text.encode("utf-8")))
+    return True
+
+
 async def _send(ws: web.WebSocketResponse, request: web.Request, text: str, timeout: float) -> None:
     """Send one text frame; TimeoutError if the peer has not taken it within ``timeout``."""
-    transport = request.transport
-    if (
-        transport is not None
-        and len(text) <= _UNTIMED_MAX_CHARS
-        and not transport.get_write_buffer_size()
-    ):
-        await ws.send_str(text)
+    if _write_now(ws, request.transport, text):
         return
+    # A closing transport makes send_str raise at once; anything else may wait.
     async with asyncio.timeout(timeout):
         await ws.send_str(text)
 
@@ -403,7 +407,7 @@ class _Flusher:
     as much as aiohttp's own send loop.
 
     The frames come from :mod:`bullet_py.core.frames`, not ``send_str``, only
-    to write many in one go (and, in the reader, to write a reply without a
+    to write many in one go (and, in :func:`_write_now`, one without a
     coroutine). aiohttp's writer still writes on the same socket: the
     writer task's text frames, and every ping, pong and close frame. Close stays
     with aiohttp because it is a handshake ``WebSocketResponse`` keeps the state
