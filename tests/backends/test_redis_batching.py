@@ -1,8 +1,10 @@
 """What keeps Redis cheap: grouped bus entries, and pushes handed to a parked poll.
 
-Without a server: which writes of a batch share one stream entry, what a group
-entry holds, which result each write gets, and how a reader dispatches a
-group (in order, each entry once, its own groups unread). With a server: a
+Without a server (a recording pipeline): which entries share one stream
+entry as they are published, what a group entry holds, that a group in
+flight takes no more entries and is sent again whole, that the buffer's bound
+counts every entry, and how a reader dispatches a group (in order, each entry
+once, its own groups unread). With a server: a
 burst of pushes is one stream entry that another worker delivers in order; a
 push to a session whose poll is parked on the pushing worker goes to that
 poll (in order, one message in flight), and back to the queue if the poll has
@@ -12,6 +14,7 @@ gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -25,45 +28,164 @@ from bullet_py.backends.redis import RedisBackend
 from bullet_py.backends.redis.bus import BusReader
 from bullet_py.backends.redis.link import BIG_ENTRY, Link, Settings
 from bullet_py.backends.redis.scripts import Call
-from bullet_py.backends.redis.writer import (
-    GROUP_MAX,
-    _Write,
-    group_fields,
-    plan,
-    spread,
-)
+from bullet_py.backends.redis.writer import GROUP_MAX, Writer, group_fields
 from tests.backends.conftest import RedisServer
 
 
-def entry(n: int, message: str = "m", kind: str = "broadcast") -> _Write:
-    fields = {"k": kind, "m": message, "o": "me", "n": str(n)}
-    return _Write(None, fields, sum(len(k) + len(v) for k, v in fields.items()))
+def entry(n: int, message: str = "m", kind: str = "broadcast") -> dict[str, str]:
+    """A bus entry as a group holds it (no ``o``)."""
+    return {"k": kind, "m": message, "n": str(n)}
 
 
-def script() -> _Write:
-    return _Write(Call("ack", ("f", "bus"), ("t", "p", 10)), None, 4)
+def settings(max_writes: int = 10, max_bytes: int = 1000) -> Settings:
+    return Settings(
+        url="redis://127.0.0.1:1/0",
+        prefix="p",
+        session_ttl=60.0,
+        worker_ttl=15.0,
+        heartbeat=4.0,
+        forward_timeout=30.0,
+        buffer_max_writes=max_writes,
+        buffer_max_bytes=max_bytes,
+        reconnect_min=0.01,
+        reconnect_max=0.02,
+        socket_timeout=5.0,
+        bus_maxlen=1000,
+        bus_max_bytes=10_000,
+        bus_max_age=None,
+        pool_size=1,
+        write_only=False,
+    )
 
 
-def test_consecutive_small_entries_share_one_command_and_scripts_stay_in_place() -> None:
-    batch = [entry(1), entry(2), entry(3), script(), entry(4), script(), entry(5), entry(6)]
-    assert plan(batch) == [(0, 3), (3, 4), (4, 5), (5, 6), (6, 8)]
+class _Pipe:
+    """Records the commands of each pipeline; answers with the client's next replies."""
+
+    def __init__(self, client: _Client) -> None:
+        self.client = client
+        self.commands: list[tuple[str, Any]] = []
+
+    async def __aenter__(self) -> _Pipe:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def xadd(self, name: str, fields: dict[str, str], **options: Any) -> None:
+        self.commands.append(("xadd", dict(fields)))
+
+    def evalsha(self, script: str, keys: int, *args: Any) -> None:
+        self.commands.append((script, args))
+
+    async def execute(self, raise_on_error: bool) -> list[Any]:
+        self.client.sent.append(self.commands)
+        self.client.asked.set()
+        await self.client.gate.wait()
+        replies = self.client.replies.pop(0) if self.client.replies else None
+        return replies if replies is not None else ["1-1"] * len(self.commands)
 
 
-def test_large_entries_and_forwarded_posts_are_never_grouped() -> None:
-    big = entry(2, "x" * BIG_ENTRY)
-    fwd = entry(4, kind="fwd")
-    batch = [entry(1), big, entry(3), fwd, entry(5)]
-    assert plan(batch) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+class _Client:
+    def __init__(self) -> None:
+        self.sent: list[list[tuple[str, Any]]] = []  # the commands of each round trip
+        self.replies: list[list[Any]] = []  # the replies of the next round trips (else ids)
+        self.gate = asyncio.Event()  # a round trip's answer waits for it
+        self.asked = asyncio.Event()  # a round trip was sent
+        self.gate.set()
+
+    def pipeline(self, transaction: bool) -> _Pipe:
+        return _Pipe(self)
 
 
-def test_a_group_stops_at_its_size_bound() -> None:
-    text = "y" * (BIG_ENTRY - 20)
-    batch = [entry(n, text) for n in range(1, 400)]
-    runs = plan(batch)
-    assert len(runs) > 1
-    assert [i for run in runs for i in range(*run)] == list(range(len(batch)))  # all, in order
-    for start, end in runs:
-        assert sum(w.size for w in batch[start:end]) <= GROUP_MAX
+class _Scripts:
+    loaded = True
+
+    def queue(self, pipe: _Pipe, call: Call) -> None:
+        pipe.evalsha(call.script, len(call.keys), *call.keys, *call.args)
+
+
+def writer(max_writes: int = 10, max_bytes: int = 1000) -> tuple[Writer, _Client]:
+    link = Link(settings(max_writes, max_bytes), "me")
+    client = _Client()
+    link.client = client  # type: ignore[assignment]
+    link._scripts = _Scripts()  # type: ignore[assignment]
+    return Writer(link), client
+
+
+async def flushed(writer: Writer) -> None:
+    """Run the writer until nothing waits, then stop it."""
+    task = asyncio.create_task(writer.run_forever())
+    try:
+        async with asyncio.timeout(10):
+            await writer.drained.wait()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def ack() -> Call:
+    return Call("ack", ("f", "bus"), ("t", "p", 10))
+
+
+def grouped(command: tuple[str, Any]) -> list[str]:
+    """The messages of one XADD, whether a group or a single entry."""
+    name, fields = command
+    assert name == "xadd"
+    if fields["k"] == "many":
+        return [e["m"] for e in json.loads(fields["e"])]
+    return [fields["m"]]
+
+
+async def test_consecutive_small_entries_share_one_command_and_scripts_stay_in_place() -> None:
+    bus, client = writer(max_writes=100, max_bytes=100_000)
+    for m in "abc":
+        assert bus.publish({"k": "broadcast", "m": m})
+    assert bus.call(ack(), size=4)
+    assert bus.publish({"k": "broadcast", "m": "d"})
+    assert bus.call(ack(), size=4)
+    for m in "ef":
+        assert bus.publish({"k": "broadcast", "m": m})
+    assert len(bus) == 8  # every entry counts toward the bound, grouped or not
+    await flushed(bus)
+    (commands,) = client.sent
+    assert [c[0] for c in commands] == ["xadd", "ack", "xadd", "ack", "xadd"]
+    assert [grouped(c) for c in commands if c[0] == "xadd"] == [["a", "b", "c"], ["d"], ["e", "f"]]
+    first = json.loads(commands[0][1]["e"])
+    assert [e["n"] for e in first] == ["1", "2", "3"]  # each keeps its own number
+    assert commands[0][1]["o"] == "me" and commands[0][1]["n"] == "3"
+    assert commands[2][1] == {"k": "broadcast", "m": "d", "n": "4", "o": "me"}  # alone: plain
+    assert len(bus) == 0
+
+
+async def test_large_entries_and_forwarded_posts_are_never_grouped() -> None:
+    bus, client = writer(max_writes=100, max_bytes=100_000)
+    assert bus.publish({"k": "broadcast", "m": "a"})
+    assert bus.publish({"k": "broadcast", "m": "x" * BIG_ENTRY})
+    assert bus.publish({"k": "broadcast", "m": "b"})
+    assert bus.publish({"k": "fwd", "t": "w2", "s": "s", "r": "1", "m": "c"})
+    assert bus.publish({"k": "broadcast", "m": "d"})
+    await flushed(bus)
+    (commands,) = client.sent
+    assert [c[0] for c in commands] == ["xadd", "append", "xadd", "append", "xadd"]
+    assert [grouped(c) for c in commands if c[0] == "xadd"] == [["a"], ["b"], ["d"]]
+
+
+async def test_a_group_stops_at_its_size_bound() -> None:
+    bus, client = writer(max_writes=1000, max_bytes=10_000_000)
+    text = "y" * (BIG_ENTRY - 40)
+    for n in range(400):
+        assert bus.publish({"k": "broadcast", "m": f"{n}:{text}"})
+    await flushed(bus)
+    xadds = [c for batch in client.sent for c in batch]
+    assert len(xadds) > 1
+    messages = [m for c in xadds for m in grouped(c)]
+    assert [int(m.split(":")[0]) for m in messages] == list(range(400))  # all, in order
+    for _name, fields in xadds:
+        entries = json.loads(fields["e"]) if fields["k"] == "many" else [fields]
+        # Each entry as published: its fields, with "o" and the publisher's id.
+        sizes = [sum(len(k) + len(v) for k, v in e.items() if k != "o") + 2 + 2 for e in entries]
+        assert sum(sizes) <= GROUP_MAX
 
 
 def test_a_group_entry_holds_every_entry_in_order_with_its_own_number() -> None:
@@ -77,34 +199,41 @@ def test_a_group_entry_holds_every_entry_in_order_with_its_own_number() -> None:
     ]
 
 
-def test_a_groups_reply_goes_to_its_first_write_and_an_error_to_every_write() -> None:
-    trimmed = ["5-0", 3, 100, 0]
-    failure = redis_errors.ConnectionError("gone")
-    results = spread([(0, 3), (3, 4), (4, 6)], [trimmed, 1, failure])
-    assert results == [trimmed, "5-0", "5-0", 1, failure, failure]
+async def test_a_group_sent_is_sealed_and_sent_again_whole_after_a_failure() -> None:
+    bus, client = writer(max_writes=100, max_bytes=100_000)
+    client.gate.clear()  # the first round trip waits
+    client.replies = [[redis_errors.ConnectionError("gone")]]
+    for m in "ab":
+        assert bus.publish({"k": "broadcast", "m": m})
+    task = asyncio.create_task(bus.run_forever())
+    try:
+        async with asyncio.timeout(10):
+            await client.asked.wait()  # the group [a, b] is in flight
+            assert bus.publish({"k": "broadcast", "m": "c"})  # does not join it
+            client.gate.set()
+            await bus.drained.wait()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    rounds = [[grouped(c) for c in batch] for batch in client.sent]
+    assert rounds == [[["a", "b"]], [["a", "b"], ["c"]]]  # resent whole, with the same numbers
+    assert json.loads(client.sent[0][0][1]["e"]) == json.loads(client.sent[1][0][1]["e"])
+
+
+def test_the_bound_counts_every_entry_of_a_group() -> None:
+    bus, _client = writer(max_writes=3, max_bytes=100_000)
+    for m in "abc":
+        assert bus.publish({"k": "broadcast", "m": m})
+    assert len(bus) == 3
+    assert not bus.publish({"k": "broadcast", "m": "d"})  # full: refused, not grouped
+    assert len(bus) == 3
 
 
 def reader(me: str = "reader") -> tuple[BusReader, list[Envelope]]:
-    settings = Settings(
-        url="redis://127.0.0.1:1/0",
-        prefix="p",
-        session_ttl=60.0,
-        worker_ttl=15.0,
-        heartbeat=4.0,
-        forward_timeout=30.0,
-        buffer_max_writes=10,
-        buffer_max_bytes=1000,
-        reconnect_min=0.05,
-        reconnect_max=1.0,
-        socket_timeout=5.0,
-        bus_maxlen=1000,
-        bus_max_bytes=10_000,
-        bus_max_age=None,
-        pool_size=1,
-        write_only=False,
-    )
+    settings_ = settings()
     got: list[Envelope] = []
-    bus = BusReader(Link(settings, me), asyncio.Event(), listener=None)  # type: ignore[arg-type]
+    bus = BusReader(Link(settings_, me), asyncio.Event(), listener=None)  # type: ignore[arg-type]
     bus.deliver = got.append
     return bus, got
 

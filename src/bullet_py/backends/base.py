@@ -27,9 +27,13 @@ class Kind(enum.Enum):
     INFO = "info"  # a payload for a session's on_info
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Envelope:
-    """One push, as it travels between processes."""
+    """One push, as it travels between processes.
+
+    Not frozen, though never changed: a frozen dataclass sets each field
+    through a call, and every push to another process makes one.
+    """
 
     kind: Kind
     message: str = ""

@@ -63,7 +63,8 @@ def envelope_fields(envelope: Envelope) -> dict[str, str]:
     Raises:
         TypeError: an ``info`` payload JSON cannot carry.
     """
-    fields = {"k": envelope.kind.value, "m": envelope.message}
+    # ``_value_`` is what ``.value`` returns, without the descriptor's call.
+    fields = {"k": envelope.kind._value_, "m": envelope.message}
     if envelope.session_id is not None:
         fields["s"] = envelope.session_id
     if envelope.group is not None:

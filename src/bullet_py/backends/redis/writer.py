@@ -7,13 +7,16 @@ again from its first unconfirmed write, with backoff. Replaying is safe:
 every writing script is idempotent, and bus readers skip an entry whose
 (publisher, sequence number) they have seen.
 
-Consecutive small bus entries of one batch travel as one stream entry
-(``k`` ``many``, the entries in order in field ``e``, see :func:`group_fields`):
-one ``XADD`` for Redis to run and one entry for every reader to parse, instead
-of one per push (the profile of a stream of pushes had the writer's ``XADD``
-and the reader's parsing of its own entries cost more than delivering them).
-Each entry keeps its sequence number, so a group replayed after an unclear
-failure is still seen once, in order.
+Consecutive small bus entries travel as one stream entry (``k`` ``many``, the
+entries in order in field ``e``, see :func:`group_fields`): one ``XADD`` for
+Redis to run and one entry for every reader to parse, instead of one per
+push (the profile of a stream of pushes had the writer's ``XADD`` and the
+reader's parsing of its own entries cost more than delivering them). The
+group is made as the entries are published: an entry joins the last write
+waiting when that is a group not yet sent, so a burst of pushes costs one
+buffered write, one settlement and one callback, not one per push. Each entry
+keeps its sequence number, so a group replayed after an unclear failure is
+still seen once, in order.
 """
 
 from __future__ import annotations
@@ -42,13 +45,26 @@ GROUP_MAX = 65_536  # characters of one group entry (its entries' names and valu
 
 @dataclass(slots=True)
 class _Write:
-    """One buffered write: a script call, or (``call`` None) an entry appended to the bus."""
+    """One buffered write: a script call, one bus entry, or a group of small bus entries.
+
+    ``fields``: a bus entry appended on its own (large, or a forwarded POST),
+    ``o`` included. ``group``: small bus entries without their ``o``, one
+    stream entry when sent (see :func:`group_fields`); it takes more entries
+    until it is ``sealed`` (part of a batch sent to Redis).
+    """
 
     call: Call | None
     fields: dict[str, str] | None = None
     size: int = 0
     done: Callable[[Any], None] | None = None
     settle: bool = False  # ``done`` also gets an error Redis answered (not an outage)
+    group: list[dict[str, str]] | None = None
+    sealed: bool = False
+
+    @property
+    def count(self) -> int:
+        """The writes it stands for (each entry of a group counts, for the buffer's bound)."""
+        return 1 if self.group is None else len(self.group)
 
 
 class Writer:
@@ -60,6 +76,7 @@ class Writer:
         self.max_writes = settings.buffer_max_writes
         self.max_bytes = settings.buffer_max_bytes
         self._writes: collections.deque[_Write] = collections.deque()
+        self._count = 0  # the writes buffered, each entry of a group counted
         self._bytes = 0
         self._ready = asyncio.Event()
         self.drained = asyncio.Event()  # nothing waits
@@ -69,7 +86,7 @@ class Writer:
         link.buffered = self.__len__
 
     def __len__(self) -> int:
-        return len(self._writes)
+        return self._count
 
     def call(
         self,
@@ -93,36 +110,71 @@ class Writer:
         return self._buffer(_Write(call, None, size, done, settle), essential)
 
     def publish(self, fields: dict[str, str]) -> bool:
-        """Queue an entry for the bus, stamped with this process's id and next sequence number."""
+        """Queue an entry for the bus, stamped with this process's id and next sequence number.
+
+        A small entry joins the group waiting last in the buffer when there is
+        one with room (see the module's docstring); others wait on their own.
+        """
         link = self._link
-        fields["o"] = link.worker_id
-        fields["n"] = str(next(link.seq))
-        size = sum(len(k) + len(v) for k, v in fields.items())
-        return self._buffer(_Write(None, fields, size, _report_trimmed))
+        origin = link.worker_id
+        seq = str(next(link.seq))
+        fields["n"] = seq
+        size = 2 + len(origin) + len(seq)  # "o" and "n" with their values
+        for name, value in fields.items():
+            size += len(name) + len(value)
+        if size >= BIG_ENTRY or fields.get("k") == "fwd":
+            # Appended on its own, within the bus's byte bound (append.lua).
+            fields["o"] = origin
+            return self._buffer(_Write(None, fields, size, _report_trimmed))
+        writes = self._writes
+        last = writes[-1] if writes else None
+        if (
+            last is not None
+            and last.group is not None
+            and not last.sealed
+            and last.size + size <= GROUP_MAX
+        ):
+            if not self._has_room(size):
+                return False
+            last.group.append(fields)
+            last.size += size
+            self._added(1, size)
+            return True
+        return self._buffer(_Write(None, None, size, group=[fields]))
 
     def _buffer(self, write: _Write, essential: bool = False) -> bool:
         """Queue a write in order; False when the buffer is full (the caller reports it)."""
+        if not self._has_room(write.size, essential):
+            return False
+        self._writes.append(write)
+        self._added(1, write.size)
+        return True
+
+    def _has_room(self, size: int, essential: bool = False) -> bool:
+        """Whether a write of ``size`` may be buffered now (logged when it may not)."""
         if self._link.closing or self._link.client is None:
             return False
-        full = len(self._writes) >= self.max_writes or self._bytes + write.size > self.max_bytes
+        full = self._count >= self.max_writes or self._bytes + size > self.max_bytes
         if full and not essential:
             log_event(
                 logging.ERROR,
                 "backend_buffer_full",
-                buffered=len(self._writes),
+                buffered=self._count,
                 bytes=self._bytes,
             )
             return False
-        self._writes.append(write)
-        self._bytes += write.size
-        self._ready.set()
-        self.drained.clear()
-        if not self._under_half():
-            self.room.clear()
         return True
 
+    def _added(self, count: int, size: int) -> None:
+        self._count += count
+        self._bytes += size
+        self._ready.set()
+        self.drained.clear()
+        if self.room.is_set() and not self._under_half():
+            self.room.clear()
+
     def _under_half(self) -> bool:
-        return len(self._writes) <= self.max_writes // 2 and self._bytes <= self.max_bytes // 2
+        return self._count <= self.max_writes // 2 and self._bytes <= self.max_bytes // 2
 
     async def run_forever(self) -> None:
         """Flush in order, forever (cancelled by close(), once flushed or out of time)."""
@@ -134,6 +186,7 @@ class Writer:
                 self._ready.clear()
                 await self._ready.wait()
             batch = list(itertools.islice(self._writes, _BATCH))
+            batch[-1].sealed = True  # a group sent as it is now, and again if retried
             try:
                 results = await self._execute(batch)
             except TRANSIENT as exc:
@@ -160,6 +213,7 @@ class Writer:
                 link.went_offline(result, "write")
                 return False
             self._writes.popleft()
+            self._count -= write.count
             self._bytes -= write.size
             if not self.room.is_set() and self._under_half():
                 self.room.set()
@@ -183,27 +237,23 @@ class Writer:
         if not scripts.loaded:
             await scripts.load(client)
         bus, maxlen = link.bus, link.settings.bus_maxlen
-        runs = plan(batch)
         async with client.pipeline(transaction=False) as pipe:
-            for start, end in runs:
-                write = batch[start]
-                fields = write.fields
-                if end - start > 1:
-                    fields = group_fields(link.worker_id, batch[start:end])
-                    size = sum(len(k) + len(v) for k, v in fields.items())
-                else:
-                    size = write.size
+            for write in batch:
                 if write.call is not None:
                     scripts.queue(pipe, write.call)
-                elif fields is None:
-                    raise AssertionError("a bus write without fields")
-                elif size < BIG_ENTRY and fields.get("k") != "fwd":
+                elif write.group is not None:
+                    group = write.group
+                    if len(group) == 1:
+                        fields = {**group[0], "o": link.worker_id}
+                    else:
+                        fields = group_fields(link.worker_id, group)
                     # Small: bounded by the entry count alone, at the cost of one XADD.
                     pipe.xadd(bus, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+                elif write.fields is not None:
+                    scripts.queue(pipe, self._append(write.fields))
                 else:
-                    scripts.queue(pipe, self._append(fields))
-            replies = list(await pipe.execute(raise_on_error=False))
-        return spread(runs, replies)
+                    raise AssertionError("a bus write without fields")
+            return list(await pipe.execute(raise_on_error=False))
 
     def _append(self, fields: dict[str, str]) -> Call:
         """A large bus entry or a forwarded POST, appended within the bus's bounds."""
@@ -222,76 +272,20 @@ class Writer:
         )
 
 
-def _groupable(write: _Write) -> bool:
-    """A small bus entry that may share a stream entry with its neighbours."""
-    fields = write.fields
-    return (
-        write.call is None
-        and fields is not None
-        and write.size < BIG_ENTRY
-        and fields.get("k") != "fwd"  # forwarded POSTs are appended one by one (append.lua)
-    )
-
-
-def plan(batch: list[_Write]) -> list[tuple[int, int]]:
-    """The commands of a batch, as ``[start, end)`` ranges of writes, in order.
-
-    A range of more than one write is a run of consecutive small bus entries
-    (at most ``GROUP_MAX`` characters together) sent as one group entry;
-    every other write is a range of its own. Script calls are never grouped,
-    so the order of writes is the order of commands.
-    """
-    runs: list[tuple[int, int]] = []
-    i, n = 0, len(batch)
-    while i < n:
-        j = i + 1
-        if _groupable(batch[i]):
-            size = batch[i].size
-            while j < n and _groupable(batch[j]) and size + batch[j].size <= GROUP_MAX:
-                size += batch[j].size
-                j += 1
-        runs.append((i, j))
-        i = j
-    return runs
-
-
-def group_fields(origin: str, writes: list[_Write]) -> dict[str, str]:
-    """One stream entry holding the bus entries of ``writes`` (each with its own ``n``).
+def group_fields(origin: str, entries: list[dict[str, str]]) -> dict[str, str]:
+    """One stream entry holding ``entries`` (each with its own ``n``), in order.
 
     Field ``o`` is the publisher (readers skip their own group unread), ``n``
-    the last sequence number in it, ``e`` the entries without their ``o``, as
+    the last sequence number in it, ``e`` the entries (without an ``o``) as
     a JSON array of objects (``ensure_ascii`` off: text travels as in a
     single entry, a lone surrogate included).
     """
-    entries = []
-    for write in writes:
-        assert write.fields is not None
-        entries.append({k: v for k, v in write.fields.items() if k != "o"})
     return {
         "k": "many",
         "o": origin,
         "n": entries[-1]["n"],
         "e": json.dumps(entries, ensure_ascii=False, separators=(",", ":")),
     }
-
-
-def spread(runs: list[tuple[int, int]], replies: list[Any]) -> list[Any]:
-    """One result per write: a group's reply to its first write, its entry id to the rest.
-
-    An error is every write's result, so each is handled (retried or logged)
-    as its own would be; a trimming report (``append.lua``) is logged once.
-    """
-    results: list[Any] = []
-    for (start, end), reply in zip(runs, replies, strict=True):
-        results.append(reply)
-        if end - start > 1:
-            rest = reply if isinstance(reply, BaseException) else _entry_id(reply)
-            results.extend([rest] * (end - start - 1))
-    return results
-
-
-def _entry_id(reply: Any) -> Any:
-    return reply[0] if isinstance(reply, list) and reply else reply
 
 
 def _report_trimmed(result: Any) -> None:
