@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 from collections.abc import Callable
@@ -23,13 +24,15 @@ async def serve(
     *,
     shutdown_timeout: float = 5.0,
     keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+    freeze_startup: bool = False,
 ) -> None:
     """Serve ``app`` on ``host:port``; print ``listening on http://H:P`` once ready.
 
     On SIGINT or SIGTERM: stop accepting, answer parked polls, close
     WebSockets with 1001, end event streams, run close callbacks, return.
     A connection with no complete request for ``keepalive_timeout`` seconds
-    (idle, or still sending its headers) is closed.
+    (idle, or still sending its headers) is closed. ``freeze_startup``: see
+    :func:`freeze_startup_objects` (for a process that serves only this app).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -45,6 +48,8 @@ async def serve(
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
+        if freeze_startup:
+            freeze_startup_objects()
         print(f"listening on http://{host}:{port}", flush=True)
         await stop.wait()
     finally:
@@ -61,8 +66,13 @@ def run(
     shutdown_timeout: float = 5.0,
     keepalive_timeout: float = KEEPALIVE_TIMEOUT,
     event_loop: str | None = None,
+    freeze_startup: bool = True,
 ) -> None:
-    """Blocking form of :func:`serve`, on the loop :func:`loop_factory` picks."""
+    """Blocking form of :func:`serve`, on the loop :func:`loop_factory` picks.
+
+    It owns the process, so by default it moves what start-up made out of the
+    garbage collector's way (``freeze_startup``, see :func:`freeze_startup_objects`).
+    """
     with asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner:
         runner.run(
             serve(
@@ -71,8 +81,25 @@ def run(
                 port,
                 shutdown_timeout=shutdown_timeout,
                 keepalive_timeout=keepalive_timeout,
+                freeze_startup=freeze_startup,
             )
         )
+
+
+def freeze_startup_objects() -> None:
+    """Leave what exists now (modules, the app, backend clients) out of every later collection.
+
+    Python's cyclic collector walks every tracked object in a full collection.
+    A server whose messages outlive a collection or two (a Redis write
+    waiting for its round trip) promotes some of them each time and so runs
+    full collections often, each walking the imported modules and the app
+    again: with the Redis backend, about a quarter of a broadcast's
+    instructions (docs/benchmarks.md). After :func:`gc.freeze` they are
+    walked no more; the start-up garbage is collected first, so nothing
+    unreachable is kept. Objects made later are collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def loop_factory(choice: str | None = None) -> Callable[[], asyncio.AbstractEventLoop]:
