@@ -519,7 +519,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--pages", type=int, default=20)
-    parser.add_argument("--pushes", type=int, default=3000)
+    parser.add_argument("--pushes", type=int, default=10000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=3.0)

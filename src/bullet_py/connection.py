@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from .boundary import CallbackFailed, CallbackTimeout, call_bounded
+from .boundary import CallbackFailed, CallbackTimeout, call_bounded, call_finish, call_start
 from .config import Options
 from .core.negotiate import Transport
 from .core.outbox import Outbox
@@ -447,11 +447,14 @@ class Connection:
             self.last_active = time.monotonic()  # touch()
             callback = self.handler.on_message
             try:
-                # _call's work, inlined: a coroutine fewer on the path of every message.
+                # _call's and call_bounded's work, inlined: two coroutines fewer
+                # on the path of every message.
                 if self.recorder.times_handlers:
                     result = await self._timed(callback, (self, message), self._message_timeout)
                 else:
-                    result = await call_bounded(callback, (self, message), self._message_timeout)
+                    finished, result = call_start(callback, (self, message))
+                    if not finished:
+                        result = await call_finish(result, self._message_timeout)
             except (CallbackTimeout, CallbackFailed) as failed:
                 self._failed(callback, failed)
                 return None
