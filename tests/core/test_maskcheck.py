@@ -54,3 +54,25 @@ def test_an_unmasked_frame_after_masked_ones_is_found_and_stays_found() -> None:
 def test_a_payload_that_looks_like_an_unmasked_header_is_skipped() -> None:
     check = MaskCheck()
     assert check.feed(frame(frame(b"inner", mask=False)))
+
+
+def test_one_whole_short_frame_per_chunk_passes_and_the_next_header_is_read() -> None:
+    check = MaskCheck()
+    for size in (0, 1, 50, 125):  # each chunk exactly one frame, as a request-reply client sends
+        assert check.feed(frame(b"q" * size))
+    assert not check.feed(frame(b"q", mask=False))
+
+
+@pytest.mark.parametrize("code_size", [126, 127])
+def test_a_chunk_as_long_as_a_short_frame_with_an_extended_length_is_not_taken_for_one(
+    code_size: int,
+) -> None:
+    """A chunk of length code + 6 whose header says 126 or 127 is the start of a longer frame."""
+    payload = b"p" * (300 if code_size == 126 else 70_000)
+    whole = frame(payload)
+    first, rest = whole[: code_size + 6], whole[code_size + 6 :]
+    hidden = frame(b"x", mask=False)
+    check = MaskCheck()
+    assert check.feed(first)
+    assert check.feed(rest)  # the rest of the payload, skipped by length
+    assert not check.feed(hidden)  # and the header after it is read where it is
