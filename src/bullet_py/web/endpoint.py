@@ -35,6 +35,7 @@ from ..registry import Registry, new_session_id
 from . import eventsource, polling, websocket
 from .exchange import Cut, Exchange, client_address
 from .resume import park, resumes
+from .sweep import Sweep
 
 logger = logging.getLogger("bullet_py")
 
@@ -70,6 +71,8 @@ class BulletEndpoint:
         self.hub = Hub(self.registry, broker)
         self.shutting_down = False
         self.views: set[Cut] = set()  # streams serving parked sessions (web/view.py)
+        # Every WebSocket's keep-alive check, on one timer (web/sweep.py).
+        self.keepalives = Sweep(self.options.ws_ping_interval or 1.0)
         self._sweeper: asyncio.Task[None] | None = None
         self._cleaning_up = False
         opts = self.options

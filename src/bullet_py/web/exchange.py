@@ -22,6 +22,7 @@ from ..core.negotiate import Transport
 from ..core.ratelimit import RateLimiter
 from ..hub import Hub
 from ..registry import Registry
+from .sweep import Sweep
 
 _TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
 _TAB_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
@@ -161,6 +162,7 @@ class Services(Protocol):
     hub: Hub
     post_limits: tuple[RateLimiter | None, RateLimiter | None]
     views: set[Cut]  # streams serving parked sessions (web/view.py), cut on hand-off
+    keepalives: Sweep  # every WebSocket's keep-alive check (web/sweep.py)
 
     def create_connection(
         self, exchange: Exchange, *, session_id: str | None = None, register: bool = True

@@ -24,6 +24,7 @@ from . import view
 from .exchange import Exchange, Services
 from .liveness import answered
 from .resume import begin_counting, park, plan_stream
+from .sweep import Sweep
 
 logger = logging.getLogger("bullet_py")
 
@@ -94,7 +95,7 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
     keepalive = (
         None
         if opts.ws_ping_interval is None
-        else _Keepalive(conn, ws, request, opts.ws_ping_interval)
+        else _Keepalive(conn, ws, request, opts.ws_ping_interval, endpoint.keepalives)
     )
     # Until the reader says how the connection ended, its end is a drop: a
     # cancellation (aiohttp cancels the handler of a connection that is lost)
@@ -536,61 +537,62 @@ class _Keepalive:
     (its pong or any other frame) comes back within ``interval / 2``, the
     connection is dropped. That is what aiohttp's ``heartbeat`` does, but
     aiohttp re-arms its timer from a loop callback on every frame received,
-    which cost about a tenth of a WebSocket echo; this timer wakes only once
-    per ``interval`` and reads the session's last activity (``touch()``, which
-    every frame received updates).
+    which cost about a tenth of a WebSocket echo; here the endpoint's one
+    :class:`~bullet_py.web.sweep.Sweep` calls :meth:`check` every quarter
+    interval for every WebSocket, and the check reads the session's last
+    activity (``touch()``, which every frame received updates). So the ping
+    goes out within a quarter interval of ``interval`` quiet, and the drop
+    within a quarter interval of the half interval after it.
     """
 
-    __slots__ = ("conn", "handle", "interval", "loop", "pinged_at", "pinging", "request", "ws")
+    __slots__ = ("conn", "interval", "pinged_at", "pinging", "request", "sweep", "ws")
 
     def __init__(
-        self, conn: Connection, ws: web.WebSocketResponse, request: web.Request, interval: float
+        self,
+        conn: Connection,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        interval: float,
+        sweep: Sweep,
     ) -> None:
         self.conn = conn
         self.ws = ws
         self.request = request
         self.interval = interval
-        self.loop = asyncio.get_running_loop()
         self.pinged_at: float | None = None
         self.pinging: asyncio.Task[None] | None = None
-        self.handle = self.loop.call_later(interval, self._check)
+        self.sweep = sweep
+        sweep.add(self)
 
     def stop(self) -> None:
-        self.handle.cancel()
+        self.sweep.discard(self)
         if self.pinging is not None:
             self.pinging.cancel()
 
-    def _check(self) -> None:
+    def check(self, now: float) -> None:
         conn = self.conn
         if conn.closed or self.ws.closed:
-            return
-        now = time.monotonic()
+            return  # the reader ends it, and stop() takes it off the sweep
         if self.pinged_at is not None:
             if conn.last_active < self.pinged_at:  # no answer yet
-                waited = now - self.pinged_at
-                if waited >= self.interval / 2:
+                if now - self.pinged_at >= self.interval / 2:
                     log_event(
                         logging.INFO, "websocket_dead_peer", session=session_hash(conn.session_id)
                     )
+                    self.sweep.discard(self)
                     _abort(self.request)  # a drop: the reader detaches (or ends) the session
-                    return
-                self.handle = self.loop.call_later(self.interval / 2 - waited, self._check)
                 return
             self.pinged_at = None
-        quiet = now - conn.last_active
-        if quiet < self.interval:
-            self.handle = self.loop.call_later(self.interval - quiet, self._check)
-            return
-        self.pinged_at = now
-        self.pinging = self.loop.create_task(self._ping())
-        self.handle = self.loop.call_later(self.interval / 2, self._check)
+        if now - conn.last_active >= self.interval:
+            self.pinged_at = now
+            self.pinging = asyncio.get_running_loop().create_task(self._ping())
 
     async def _ping(self) -> None:
         try:
             async with asyncio.timeout(self.interval / 2):
                 await self.ws.ping()
         except (TimeoutError, *_SEND_ERRORS):
-            pass  # no pong will come either: _check drops the connection
+            pass  # no pong will come either: check() drops the connection
         finally:
             self.pinging = None
 
