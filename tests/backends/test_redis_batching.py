@@ -454,3 +454,30 @@ async def test_a_wake_entry_is_written_only_for_polls_parked_on_other_workers(
         await home.close()
         await other.close()
         await client.aclose()
+
+
+@pytest.mark.redis
+async def test_a_views_next_take_that_never_runs_still_acknowledges_what_it_wrote(
+    redis_server: RedisServer,
+) -> None:
+    """take_next's acknowledgement rides on the take; if the take does not run, alone."""
+    prefix = "viewack"
+    backend = await _home(redis_server, prefix, SID)
+    client: Any = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    in_flight = f"{prefix}:f:{backend.worker_id}"
+    try:
+        assert backend.push(SID, "a") and backend.push(SID, "b")
+        first = await backend.take_next(SID, 5.0, lambda: True, None)
+        assert first is not None and first.message == "a"
+        assert await client.hexists(in_flight, first.token)
+        # The stream went away before its next take: nothing taken, "a" acknowledged.
+        assert await backend.take_next(SID, 5.0, lambda: False, first) is None
+        await _drained(backend)
+        assert not await client.hexists(in_flight, first.token)
+        assert await client.hget(f"{prefix}:s:{SID}", "fly") is None
+        following = await backend.take_next(SID, 5.0, lambda: True, None)
+        assert following is not None and following.message == "b"  # the queue moves on
+        backend.ack(following)
+    finally:
+        await backend.close()
+        await client.aclose()

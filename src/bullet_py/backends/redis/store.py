@@ -356,6 +356,7 @@ class Store:
                 )
                 try:
                     status, value = await link.run(call)
+                    done = None  # acknowledged with the take (a repeat would change nothing)
                 except TRANSIENT as exc:
                     unseen = True
                     link.went_offline(exc, "take")
@@ -385,6 +386,11 @@ class Store:
             unseen = True  # a take cut short may have popped under this token
             raise
         finally:
+            if done is not None:
+                # The take never reached Redis (its client left first, say): the message
+                # written before must still be acknowledged, or it stays in flight and
+                # holds up the session's queue.
+                self.delivered(done)
             if taken is None and unseen:
                 self._cancel(session_id, token)  # puts back a message handed to it too
             elif taken is None and waiter.handed is not None:
