@@ -12,6 +12,8 @@ either: the browser drops an event with empty data.
 
 from __future__ import annotations
 
+from .text import utf8
+
 HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache",
@@ -35,6 +37,6 @@ def can_carry(message: str) -> bool:
 def frame(message: str) -> bytes:
     """The bytes of one event carrying ``message`` (which must satisfy can_carry)."""
     if "\n" not in message:
-        return b"data: " + message.encode("utf-8") + b"\n\n"
+        return b"data: " + utf8(message) + b"\n\n"
     body = "".join(f"data: {line}\n" for line in message.split("\n"))
-    return body.encode("utf-8") + b"\n"
+    return utf8(body) + b"\n"

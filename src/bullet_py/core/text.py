@@ -33,5 +33,28 @@ def xhr_text(message: str) -> str:
 
 
 def xhr_body(message: str) -> bytes:
-    """An XHR answer body: :func:`xhr_text` in UTF-8."""
-    return xhr_text(message).encode("utf-8")
+    """An XHR answer body: :func:`xhr_text` in UTF-8 (see :func:`utf8`)."""
+    return utf8(xhr_text(message))
+
+
+def well_formed(text: str) -> str:
+    """``text`` with its surrogate pairs joined and each lone surrogate made U+FFFD.
+
+    A Python ``str`` may hold a lone surrogate (``"\\ud800"``); UTF-8 cannot
+    carry one, and a browser given one shows U+FFFD. The codecs never make
+    one; an application's own string can.
+    """
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def utf8(text: str) -> bytes:
+    """``text`` in UTF-8, lone surrogates as U+FFFD (see :func:`well_formed`).
+
+    Every transport encodes what it sends with this, so a lone surrogate in
+    a reply or a push is a U+FFFD for the client, not an error that would
+    stop the session's queue behind it. The usual case costs one ``encode``.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return well_formed(text).encode("utf-8")

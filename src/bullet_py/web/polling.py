@@ -24,7 +24,7 @@ from aiohttp import StreamReader, web
 from ..backends.base import Located, Placement, SessionStore
 from ..connection import Connection
 from ..core.negotiate import Transport
-from ..core.text import TEXT_CONTENT_TYPE, exceeds, max_utf8_bytes, xhr_body, xhr_text
+from ..core.text import TEXT_CONTENT_TYPE, exceeds, max_utf8_bytes, xhr_body
 from ..exceptions import BackendError, ProtocolError, SessionNotFound
 from ..logs import first_time, log_event, session_hash
 from ..registry import new_session_id
@@ -379,4 +379,4 @@ def _send_reply(endpoint: Services, request: web.Request, reply: str | None) -> 
     if endpoint.options.allowed_origins is None and direct_allowed(request):
         return DirectAnswer(xhr_body(reply)).as_response()  # the same bytes, sooner
     # Content type and charset as arguments: aiohttp's quickest way to the same header.
-    return web.Response(text=xhr_text(reply), content_type=_MEDIA_TYPE, charset=_CHARSET)
+    return web.Response(body=xhr_body(reply), content_type=_MEDIA_TYPE, charset=_CHARSET)

@@ -32,6 +32,7 @@ from ..exceptions import BackendError, SessionNotFound
 from ..logs import log_event, reject, session_hash
 from .exchange import Exchange, Services
 from .resume import View
+from .sendtext import send_text
 
 _WRITE_ERRORS = (ConnectionError, RuntimeError)
 _SERVICE_RESTART = 1012  # RFC 6455: the client should reconnect
@@ -223,7 +224,7 @@ async def _ws_reader(
                 except BackendError:
                     return CloseReason.GOING_AWAY
                 if reply:
-                    await ws.send_str(reply)
+                    await send_text(ws, reply)
                     if counting:
                         view.store.sent_directly(view.session_id, reply)
             elif kind is WSMsgType.CLOSE:
@@ -263,7 +264,7 @@ async def _ws_writer(endpoint: Services, feed: _Feed, ws: web.WebSocketResponse)
             try:
                 if taken.message:
                     async with asyncio.timeout(timeout):
-                        await ws.send_str(taken.message)
+                        await send_text(ws, taken.message)
             except (TimeoutError, *_WRITE_ERRORS):
                 store.requeue(taken)
                 return CloseReason.GOING_AWAY

@@ -17,13 +17,14 @@ from ..core import frames
 from ..core.maskcheck import MaskCheck
 from ..core.negotiate import Transport
 from ..core.ratelimit import MessageBudget, Spend
-from ..core.text import exceeds, max_utf8_bytes
+from ..core.text import exceeds, max_utf8_bytes, utf8
 from ..exceptions import ProtocolError
 from ..logs import NO_RECORDER, log_event, reject, session_hash
 from . import view
 from .exchange import Exchange, Services
 from .liveness import answered
 from .resume import begin_counting, park, plan_stream
+from .sendtext import send_text
 from .sweep import Sweep
 
 logger = logging.getLogger("bullet_py")
@@ -377,7 +378,7 @@ def _write_now(ws: web.WebSocketResponse, transport: asyncio.Transport | None, t
         or ws.closed
     ):
         return False
-    transport.write(frames.text(text.encode("utf-8")))
+    transport.write(frames.text(utf8(text)))
     return True
 
 
@@ -387,7 +388,7 @@ async def _send(ws: web.WebSocketResponse, request: web.Request, text: str, time
         return
     # A closing transport makes send_str raise at once; anything else may wait.
     async with asyncio.timeout(timeout):
-        await ws.send_str(text)
+        await send_text(ws, text)
 
 
 # One flush writes at most this much at a time: with nothing buffered before,
@@ -477,10 +478,7 @@ class _Flusher:
             payloads: list[bytes] = []
             size = 0
             while (message := outbox.peek()) is not None:
-                try:
-                    data = message.encode("utf-8")
-                except UnicodeEncodeError:
-                    break  # send_str in the writer task reports it
+                data = utf8(message)
                 if size + len(data) > _FLUSH_MAX_BYTES:
                     break
                 take()
