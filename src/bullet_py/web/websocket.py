@@ -378,7 +378,11 @@ def _write_now(ws: web.WebSocketResponse, transport: asyncio.Transport | None, t
         or ws.closed
     ):
         return False
-    transport.write(frames.text(utf8(text)))
+    try:
+        data = text.encode("utf-8")  # utf8(text), without a call for the usual case
+    except UnicodeEncodeError:
+        data = utf8(text)
+    transport.write(frames.text(data))
     return True
 
 
@@ -478,7 +482,10 @@ class _Flusher:
             payloads: list[bytes] = []
             size = 0
             while (message := outbox.peek()) is not None:
-                data = utf8(message)
+                try:
+                    data = message.encode("utf-8")  # as in _write_now
+                except UnicodeEncodeError:
+                    data = utf8(message)
                 if size + len(data) > _FLUSH_MAX_BYTES:
                     break
                 take()
