@@ -763,3 +763,23 @@ async def test_a_rolling_restart_loses_nothing_on_any_transport(
             assert set(page.protocols[1:]) == {"bullet.resumed"}
         assert f"resumed:{sids[-1]}" in poller.got  # the polling session was taken over
         assert len(stream.protocols) >= 2 and set(stream.protocols[1:]) == {"resumed"}
+
+
+async def test_a_view_writes_a_queued_lone_surrogate_as_u_fffd_and_goes_on(
+    redis_server: RedisServer,
+) -> None:
+    """A message read back from Redis holding a lone surrogate (an application's own
+    string): the view on the other worker sends U+FFFD for it, then the rest. It used
+    to raise in send_str, put the message back and end the stream, every time."""
+    async with workers(redis_server.url) as group, pages_client() as http:
+        page = CountingWs(http, group)
+        await page.connect(0)
+        assert page.ws is not None
+        drop(page.ws)
+        await page.ended.wait()
+        async with job(redis_server.url, group.prefix) as hub:
+            await hub.send(page.sid, "a\ud800b")
+            await hub.send(page.sid, "after")
+            assert await page.connect(1) == "bullet.resumed"
+            assert await page.wait_for(2) == ["a\ufffdb", "after"]
+        await page.close()
