@@ -221,6 +221,28 @@ async def test_a_group_sent_is_sealed_and_sent_again_whole_after_a_failure() -> 
     assert json.loads(client.sent[0][0][1]["e"]) == json.loads(client.sent[1][0][1]["e"])
 
 
+async def test_the_reader_waits_for_room_for_a_whole_group() -> None:
+    """A group of entries that would take the buffer past half waits for it to empty."""
+    bus, client = writer(max_writes=6, max_bytes=100_000)
+    client.gate.clear()  # the round trip waits
+    assert bus.call(ack(), size=4)
+    task = asyncio.create_task(bus.run_forever())
+    try:
+        async with asyncio.timeout(10):
+            await client.asked.wait()
+            await bus.wait_room(2)  # 1 + 2 fit in half of 6: at once
+            whole = asyncio.create_task(bus.wait_room(5))  # 1 + 5 would not
+            await asyncio.sleep(0)  # let it start; it must still wait
+            assert not whole.done()
+            client.gate.set()
+            await whole  # the buffer emptied
+            assert len(bus) == 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def test_the_bound_counts_every_entry_of_a_group() -> None:
     bus, _client = writer(max_writes=3, max_bytes=100_000)
     for m in "abc":
@@ -230,10 +252,14 @@ def test_the_bound_counts_every_entry_of_a_group() -> None:
     assert len(bus) == 3
 
 
+async def _no_wait(needed: int) -> None:
+    return None
+
+
 def reader(me: str = "reader") -> tuple[BusReader, list[Envelope]]:
     settings_ = settings()
     got: list[Envelope] = []
-    bus = BusReader(Link(settings_, me), asyncio.Event(), listener=None)  # type: ignore[arg-type]
+    bus = BusReader(Link(settings_, me), _no_wait, listener=None)  # type: ignore[arg-type]
     bus.deliver = got.append
     return bus, got
 

@@ -205,7 +205,7 @@ class RedisBackend(Broker, SessionStore):
         self._forwarder = Forwarder(link, self._writer, self._store, self._spawn)
         self._heartbeat = Heartbeat(link, self._store.announce_all, self._store.adopt_orphans)
         routes = _Routes(self._store, self._forwarder, self._heartbeat)
-        self._bus = BusReader(link, self._writer.room, routes)
+        self._bus = BusReader(link, self._writer.wait_room, routes)
         self._tasks: list[asyncio.Task[None]] = []  # the writer first
         self._spawned: set[asyncio.Task[Any]] = set()
         self._started = False

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from redis import exceptions as redis_errors
@@ -82,9 +83,11 @@ def envelope_fields(envelope: Envelope) -> dict[str, str]:
 class BusReader:
     """Reads the bus from this worker's position and hands each entry to its reader."""
 
-    def __init__(self, link: Link, room: asyncio.Event, listener: Listener) -> None:
+    def __init__(
+        self, link: Link, room: Callable[[int], Awaitable[None]], listener: Listener
+    ) -> None:
         self._link = link
-        self._room = room  # the write buffer has room: go on reading
+        self._room = room  # until the write buffer has room for so many writes
         self._listener = listener
         self.deliver: Deliver | None = None
         self._seen: dict[str, int] = {}  # publisher id -> last sequence number read
@@ -133,11 +136,14 @@ class BusReader:
                     # Back-pressure: an entry may make many writes (a broadcast to
                     # many polling sessions here); while the buffer is over half
                     # full, the entries wait in the stream rather than be refused.
-                    await self._room.wait()
+                    # Another worker's group is decoded first, to wait for room
+                    # for all its entries.
+                    group = self._decoded_group(fields)
+                    await self._room(1 if group is None else len(group))
                     position = entry_id
                     link.current_entry = entry_id
                     try:
-                        self.dispatch(fields)
+                        self.dispatch(fields, group)
                     except Exception:
                         logger.exception("bus entry could not be handled")
                     finally:
@@ -161,7 +167,19 @@ class BusReader:
             if id_after(trimmed, position):
                 log_event(logging.ERROR, "bus_gap", read_from=position, trimmed_to=trimmed)
 
-    def dispatch(self, fields: dict[str, str]) -> None:
+    def _decoded_group(self, fields: dict[str, str]) -> list[dict[str, str]] | None:
+        """The entries of another worker's group entry (None for anything else)."""
+        origin = fields.get("o")
+        if fields.get("k") != "many" or origin is None or origin == self._link.worker_id:
+            return None
+        try:
+            entries = json.loads(fields.get("e", "[]"))
+        except ValueError:
+            return None  # dispatch logs it
+        return entries if isinstance(entries, list) else None
+
+    def dispatch(self, fields: dict[str, str], group: list[dict[str, str]] | None = None) -> None:
+        """Hand one bus entry on; ``group``: its entries, when the caller decoded them."""
         origin = fields.get("o")
         if origin is not None:
             if origin == self._link.worker_id:
@@ -169,7 +187,9 @@ class BusReader:
                     self._hold_own(fields)  # pushes of ours, for a session being taken over
                 return  # delivered here when it was made (a group is not even decoded)
             if fields.get("k") == "many":
-                self._dispatch_group(origin, fields.get("e", "[]"))
+                if group is None:
+                    group = json.loads(fields.get("e", "[]"))
+                self._dispatch_group(origin, group)
                 return
             seq = int(fields.get("n", "0"))
             if seq <= self._seen.get(origin, 0):
@@ -212,7 +232,7 @@ class BusReader:
                 )
             )
 
-    def _dispatch_group(self, origin: str, entries: str) -> None:
+    def _dispatch_group(self, origin: str, entries: list[dict[str, str]]) -> None:
         """Each entry of a group, in order, as if it had been read on its own.
 
         A push of a group names its entry ``<stream id>-<position>`` (from 1),
@@ -220,7 +240,7 @@ class BusReader:
         """
         link = self._link
         base = link.current_entry
-        for index, entry in enumerate(json.loads(entries), 1):
+        for index, entry in enumerate(entries, 1):
             entry["o"] = origin
             if base:
                 link.current_entry = f"{base}-{index}"

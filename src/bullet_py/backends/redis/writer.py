@@ -173,6 +173,19 @@ class Writer:
         if self.room.is_set() and not self._under_half():
             self.room.clear()
 
+    async def wait_room(self, needed: int = 1) -> None:
+        """Until the bus reader may add ``needed`` writes (one entry, or a group's entries).
+
+        The reader fills at most half the buffer (``room``); a group of entries
+        that would take it past half waits until the buffer is empty, where it
+        fits unless it is bigger than the whole buffer. A group used to be
+        handed on whole as soon as the buffer was under half full, and with a
+        small buffer the last of its pushes were refused.
+        """
+        await self.room.wait()
+        while self._count and self._count + needed > self.max_writes // 2:
+            await self.drained.wait()
+
     def _under_half(self) -> bool:
         return self._count <= self.max_writes // 2 and self._bytes <= self.max_bytes // 2
 
