@@ -138,7 +138,7 @@ class Writer:
                 return False
             last.group.append(fields)
             last.size += size
-            self._added(1, size)
+            self._added(size)
             return True
         return self._buffer(_Write(None, None, size, group=[fields]))
 
@@ -147,7 +147,7 @@ class Writer:
         if not self._has_room(write.size, essential):
             return False
         self._writes.append(write)
-        self._added(1, write.size)
+        self._added(write.size)
         return True
 
     def _has_room(self, size: int, essential: bool = False) -> bool:
@@ -165,8 +165,9 @@ class Writer:
             return False
         return True
 
-    def _added(self, count: int, size: int) -> None:
-        self._count += count
+    def _added(self, size: int) -> None:
+        """One more write (or one more entry of a group) of ``size`` is waiting."""
+        self._count += 1
         self._bytes += size
         self._ready.set()
         self.drained.clear()
