@@ -1,10 +1,9 @@
 """Server WebSocket frames: RFC 6455's own examples, and aiohttp's writer byte for byte.
 
-The WebSocket transport writes batches of text frames built by core.frames on
-the socket where aiohttp's writer writes the rest (see web/websocket.py). The
-tests against aiohttp's writer are the guard for that: they fail the day the
-installed aiohttp writes other bytes for the same frame, or stops handing a
-frame whole to the transport before it waits.
+The WebSocket transport writes every frame with core.frames (web/websocket.py,
+web/wspeer.py), and the views of remote sessions (web/view.py) write theirs with
+aiohttp's writer. The tests against aiohttp's writer keep the two the same: they
+fail the day the installed aiohttp writes other bytes for the same frame.
 """
 
 from __future__ import annotations

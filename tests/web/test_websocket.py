@@ -7,6 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
+from bullet_py.web.wspeer import WebSocketPeer
 from tests.helpers import closes, make_app, wait_for
 
 
@@ -184,13 +185,11 @@ async def test_hundreds_of_websockets_at_once(aiohttp_client):
 
 
 def _writer_tasks() -> list[asyncio.Task[object]]:
-    """Tasks the WebSocket transport started itself (its writer; a keep-alive ping)."""
+    """The WebSocket transport's writer tasks (the session's own task is not one)."""
     return [
         task
         for task in asyncio.all_tasks()
-        if getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", "").endswith(
-            "web/websocket.py"
-        )
+        if getattr(getattr(task.get_coro(), "cr_code", None), "co_name", "") == "_write_queued"
     ]
 
 
@@ -213,20 +212,20 @@ async def test_an_idle_websocket_has_no_writer_task_until_a_write_needs_one(aioh
         assert (await ws.receive(timeout=5)).data == "after"
 
 
-async def test_a_reply_is_written_as_a_frame_without_send_str_unless_it_may_wait(
+async def test_a_reply_is_written_as_a_frame_without_a_coroutine_unless_it_may_wait(
     aiohttp_client, monkeypatch
 ):
     """A small reply with nothing buffered is one transport write (the flush's frame bytes);
-    a reply that might wait on the peer (over 16,000 characters) goes through aiohttp's
-    ``send_str`` under the write timeout. Either way the client reads the same message."""
-    sent_by_aiohttp: list[int] = []
-    original = aiohttp.web.WebSocketResponse.send_str
+    a reply that might wait on the peer (over 16,000 characters) is written, then drained
+    under the write timeout. Either way the client reads the same message."""
+    drained: list[int] = []
+    original = WebSocketPeer.drain
 
-    async def counting_send_str(self, data, compress=None):
-        sent_by_aiohttp.append(len(data))
-        await original(self, data, compress)
+    async def counting_drain(self):
+        drained.append(self.transport.get_write_buffer_size())
+        await original(self)
 
-    monkeypatch.setattr(aiohttp.web.WebSocketResponse, "send_str", counting_send_str)
+    monkeypatch.setattr(WebSocketPeer, "drain", counting_drain)
     app, _ = make_app()
     client = await aiohttp_client(app)
     small = ["hi", "", "é😀\r\n\x00\ufeff", "x" * 125, "x" * 126, "é" * 8000, "y" * 16_000]
@@ -235,8 +234,8 @@ async def test_a_reply_is_written_as_a_frame_without_send_str_unless_it_may_wait
             await ws.send_str(text)
             msg = await ws.receive(timeout=5)
             assert (msg.type, msg.data) == (aiohttp.WSMsgType.TEXT, text)
-        assert sent_by_aiohttp == []
+        assert drained == []
         big = "z" * 16_001
         await ws.send_str(big)
         assert (await ws.receive(timeout=5)).data == big
-        assert sent_by_aiohttp == [len(big)]
+        assert len(drained) == 1

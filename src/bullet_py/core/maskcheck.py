@@ -4,7 +4,7 @@ A server must fail the connection when a client frame is not masked; aiohttp
 (3.14) accepts such frames. :class:`MaskCheck` reads the byte stream from the
 first frame on, looking at frame headers only (the payload is skipped by
 length, never copied), so it costs a few operations per frame. The glue
-(web/websocket.py) feeds it every chunk before aiohttp's parser sees it.
+(web/wspeer.py) feeds it every chunk before aiohttp's parser sees it.
 """
 
 from __future__ import annotations

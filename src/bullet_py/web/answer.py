@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from aiohttp.abc import AbstractStreamWriter
 
 _HEAD_START = f"HTTP/1.1 200 OK\r\nContent-Type: {TEXT_CONTENT_TYPE}\r\nContent-Length: "
-_HEAD_END = f"\r\nServer: {SERVER_SOFTWARE}\r\n\r\n"
+_HEAD_END = f"\r\nServer: {SERVER_SOFTWARE}\r\n\r\n"  # after the Date
 
 _date_second = -1
 _date_text = ""
@@ -47,6 +47,16 @@ def _http_date() -> str:
         _date_text = formatdate(now, usegmt=True)
         _date_second = now
     return _date_text
+
+
+def ok_bytes(body: bytes) -> bytes:
+    """The whole ``200`` text answer aiohttp would write for ``body``, head and body."""
+    return f"{_HEAD_START}{len(body)}\r\nDate: {_http_date()}{_HEAD_END}".encode("ascii") + body
+
+
+def no_content_bytes() -> bytes:
+    """The ``204`` aiohttp writes for ``web.Response(status=204)``."""
+    return f"HTTP/1.1 204 No Content\r\nDate: {_http_date()}{_HEAD_END}".encode("ascii")
 
 
 class DirectAnswer:

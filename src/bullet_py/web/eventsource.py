@@ -105,7 +105,8 @@ class _StreamProbe:
                 await self.response.write(sse.KEEPALIVE)
         except (TimeoutError, *_WRITE_ERRORS):
             return False
-        return await answered(self.request, None, timeout, count_ack=not proxied(self.request))
+        request = self.request
+        return await answered(request.transport, None, timeout, count_ack=not proxied(request))
 
     def drop(self) -> None:
         log_event(logging.INFO, "eventsource_dead_peer", session=session_hash(self.conn.session_id))

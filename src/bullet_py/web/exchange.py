@@ -163,6 +163,7 @@ class Services(Protocol):
     post_limits: tuple[RateLimiter | None, RateLimiter | None]
     views: set[Cut]  # streams serving parked sessions (web/view.py), cut on hand-off
     keepalives: Sweep  # every WebSocket's keep-alive check (web/sweep.py)
+    shutting_down: bool  # set when the application's shutdown begins
 
     def create_connection(
         self, exchange: Exchange, *, session_id: str | None = None, register: bool = True

@@ -50,7 +50,7 @@ def proxied(request: web.Request) -> bool:
 
 
 async def answered(
-    request: web.Request,
+    transport: asyncio.Transport | None,
     heard: asyncio.Future[None] | None,
     timeout: float,
     *,
@@ -62,7 +62,6 @@ async def answered(
     available (no frame can come and the acknowledgement cannot be read),
     the peer is taken to be alive: keeping a live session is the safe side.
     """
-    transport = request.transport
     if transport is None or transport.is_closing():
         return False
     sock = transport.get_extra_info("socket")

@@ -30,6 +30,7 @@ from ..logs import first_time, log_event, session_hash
 from ..registry import new_session_id
 from .answer import DirectAnswer, direct_allowed
 from .exchange import Exchange, Services, client_address
+from .parkedpoll import park, parkable
 from .resume import take_over
 
 _WRITE_ERRORS = (ConnectionError, RuntimeError)
@@ -139,6 +140,11 @@ async def serve_poll(endpoint: Services, exchange: Exchange) -> web.StreamRespon
     conn = found
     message = conn.core.take_for_xhr()
     if message is None:
+        manager = parkable(endpoint, exchange)
+        if manager is not None:  # it waits off aiohttp (web/parkedpoll.py)
+            parked = park(endpoint, exchange, conn, manager)
+            if parked is not None:
+                return parked
         return await _poll(endpoint, exchange, endpoint.hub.local_store, conn.session_id, conn)
     conn.touch()
     response, _ = await _answer_poll(

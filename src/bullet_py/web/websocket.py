@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
 import time
 import weakref
 from typing import ClassVar
 
 from aiohttp import WebSocketError, WSMsgType, web
+from aiohttp.http import WS_KEY
 
 from ..config import Options
 from ..connection import CloseReason, Connection
 from ..core import frames
-from ..core.maskcheck import MaskCheck
 from ..core.negotiate import Transport
 from ..core.ratelimit import MessageBudget, Spend
 from ..core.text import exceeds, max_utf8_bytes, utf8
@@ -24,8 +26,8 @@ from . import view
 from .exchange import Exchange, Services
 from .liveness import answered
 from .resume import begin_counting, park, plan_stream
-from .sendtext import send_text
 from .sweep import Sweep
+from .wspeer import WebSocketPeer
 
 logger = logging.getLogger("bullet_py")
 
@@ -41,6 +43,13 @@ PROTOCOL_FRESH = "bullet.fresh"
 
 
 async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
+    """Answer a WebSocket handshake; the session then lives in a task of its own.
+
+    The ``101`` is written through aiohttp (its ``prepare``: signals,
+    headers), then the socket leaves aiohttp (web/wspeer.py) and this
+    handler returns: an idle WebSocket holds no request handler, parser or
+    handler task of aiohttp's.
+    """
     opts = endpoint.options
     request = exchange.request
     if request.headers.get("Sec-WebSocket-Version", "").strip() != "13":
@@ -63,44 +72,76 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
         return await view.serve_websocket(endpoint, exchange, plan.view, protocol)
     if plan.conn is None:
         await endpoint.hub.store.register(plan.session_id)  # known everywhere before its cookie
-    ws = _response(opts, PROTOCOL_RESUMED if plan.resumed else PROTOCOL_FRESH)
-    ws.headers.update(endpoint.cors_headers(request))
+    handshake = web.StreamResponse(status=101)
+    handshake.headers.update(endpoint.cors_headers(request))
     if resumable:
-        endpoint.set_cookie(exchange, ws, plan.session_id)  # the next handshake resumes by it
-    guard = _MaskGuard.install(request)
+        endpoint.set_cookie(
+            exchange, handshake, plan.session_id
+        )  # the next handshake resumes by it
+    handshake.headers.update(
+        handshake_headers(request, PROTOCOL_RESUMED if plan.resumed else PROTOCOL_FRESH)
+    )
+    handshake.force_close()  # no HTTP request follows on this connection
+    peer = WebSocketPeer.install(request, max_utf8_bytes(opts.max_message_size))
     conn = plan.conn
     if conn is not None:
         conn.attach(Transport.WEBSOCKET)  # before the handshake's await: nobody else takes it
     try:
-        await ws.prepare(request)
+        if peer is None:
+            raise ConnectionResetError("the client left before its handshake")
+        await handshake.prepare(request)
     except _SEND_ERRORS:
         log_event(logging.DEBUG, "websocket_gone", transport="websocket")
         if conn is not None:
             conn.detach()
-        return ws  # the client left during the handshake: no session was made
+        return handshake  # the client left during the handshake: no session was made
     if resumable:
         # Written with the headers; the morsel would otherwise live as long as the socket.
-        ws.cookies.clear()
+        handshake.cookies.clear()
     fresh = conn is None
     if conn is None:
         conn = endpoint.create_connection(exchange, session_id=plan.session_id)
         begin_counting(conn, exchange, endpoint)
         conn.attach(Transport.WEBSOCKET)
-    if guard is not None:
-        guard.conn = conn
-    probe = _Probe(conn, ws, request)
+    peer.conn = conn
+    peer.release()
+    endpoint.registry.spawn(_live(endpoint, conn, peer, fresh=fresh, resumable=resumable))
+    return handshake
+
+
+def handshake_headers(request: web.Request, protocol: str) -> dict[str, str]:
+    """The headers that accept a WebSocket handshake, as aiohttp's ``WebSocketResponse`` sends them.
+
+    ``protocol`` is named only if the client offered it. The request was
+    checked already (``can_prepare``).
+    """
+    key = request.headers["Sec-WebSocket-Key"]
+    accept = base64.b64encode(hashlib.sha1(key.encode() + WS_KEY).digest()).decode()
+    headers = {"Upgrade": "websocket", "Connection": "upgrade", "Sec-WebSocket-Accept": accept}
+    offered = request.headers.get("Sec-WebSocket-Protocol")
+    if offered is not None and protocol in (name.strip() for name in offered.split(",")):
+        headers["Sec-WebSocket-Protocol"] = protocol
+    return headers
+
+
+async def _live(
+    endpoint: Services, conn: Connection, peer: WebSocketPeer, *, fresh: bool, resumable: bool
+) -> None:
+    """A WebSocket session from its handshake to its end: open, read, close or detach."""
+    opts = endpoint.options
+    probe = _Probe(conn, peer)
     conn.holder = probe
-    flusher = _Flusher(conn, ws, request, opts.write_timeout)
+    flusher = _Flusher(conn, peer, opts.write_timeout)
     conn.on_queued = flusher
     conn.on_wake = flusher.start_writer
     keepalive = (
         None
         if opts.ws_ping_interval is None
-        else _Keepalive(conn, ws, request, opts.ws_ping_interval, endpoint.keepalives)
+        else _Keepalive(conn, peer, opts.ws_ping_interval, endpoint.keepalives)
     )
     # Until the reader says how the connection ended, its end is a drop: a
-    # cancellation (aiohttp cancels the handler of a connection that is lost)
-    # must leave the session resumable like any other drop.
+    # cancellation (a shutdown that ran out of time) must leave the session
+    # resumable like any other drop.
     dropped = True
     try:
         if fresh:
@@ -115,14 +156,16 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
         )
         dropped = await _read_forever(
             conn,
-            ws,
-            request,
+            peer,
             budget,
             opts.max_message_size,
             opts.ws_idle_timeout,
             opts.write_timeout,
             probe,
         )
+    except Exception:
+        logger.exception("websocket session failed")
+        dropped = False
     finally:
         conn.on_queued = None
         conn.on_wake = None
@@ -140,44 +183,35 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
                 with contextlib.suppress(asyncio.CancelledError):
                     await writer
             if detach_only:
-                _abort(request)
-            elif (
-                not ws.closed
-                and not _failed(request)
-                and not await _close_socket(ws, conn.close_code, opts.write_timeout)
-            ):
-                _abort(request)
+                peer.abort()
+            elif not peer.failed and not await _close_socket(peer, conn.close_code, opts):
+                peer.abort()
         finally:
-            # Even when this task is cancelled meanwhile (the client left and aiohttp
-            # cancels handlers, or a shutdown), on_close must run, exactly once.
+            # Even when this task is cancelled meanwhile (a shutdown), on_close
+            # must run, exactly once.
             conn.detach()
             if conn.closed:
                 await asyncio.shield(endpoint.registry.spawn(conn.finish()))
             else:
                 log_event(logging.INFO, "session_detached", session=session_hash(conn.session_id))
                 park(endpoint, conn)  # with a shared store, any worker may resume it now
-    return ws
 
 
-def _response(opts: Options, *protocols: str) -> web.WebSocketResponse:
+def _response(opts: Options) -> web.WebSocketResponse:
+    """aiohttp's WebSocket answer, here only to check a handshake (``can_prepare``)."""
     return web.WebSocketResponse(
-        protocols=protocols,
-        heartbeat=None,  # pings are _Keepalive's (see there)
-        max_msg_size=max_utf8_bytes(opts.max_message_size),
-        compress=False,  # no permessage-deflate: nothing to inflate, no bombs
-        autoping=False,  # _read_forever answers PING, and a PONG shows the peer alive
+        heartbeat=None, max_msg_size=max_utf8_bytes(opts.max_message_size), compress=False
     )
 
 
 class _Probe:
     """The WebSocket as a holder: asked whether it is alive, it pings (see web/liveness.py)."""
 
-    __slots__ = ("conn", "heard", "request", "ws")
+    __slots__ = ("conn", "heard", "peer")
 
-    def __init__(self, conn: Connection, ws: web.WebSocketResponse, request: web.Request) -> None:
+    def __init__(self, conn: Connection, peer: WebSocketPeer) -> None:
         self.conn = conn
-        self.ws = ws
-        self.request = request
+        self.peer = peer
         self.heard: asyncio.Future[None] | None = None  # resolved by the reader's next frame
 
     async def alive(self, timeout: float) -> bool:
@@ -186,36 +220,30 @@ class _Probe:
         heard = self.heard
         if heard is None or heard.done():
             heard = self.heard = asyncio.get_running_loop().create_future()
-        try:
-            async with asyncio.timeout(timeout):
-                await self.ws.ping()
-        except (TimeoutError, *_SEND_ERRORS):
-            return False
+        self.peer.ping()
         # Only the peer's own frame counts: a WebSocket client answers pings
         # from its network stack (a browser) or its reader; a kernel's
         # acknowledgement would also come from a proxy or a client that stopped.
-        return await answered(self.request, heard, timeout, count_ack=False)
+        return await answered(self.peer.transport, heard, timeout, count_ack=False)
 
     def gone(self) -> bool:
-        transport = self.request.transport
-        return self.ws.closed or transport is None or transport.is_closing()
+        return not self.peer.writable()
 
     def drop(self) -> None:
         log_event(logging.INFO, "websocket_dead_peer", session=session_hash(self.conn.session_id))
-        _abort(self.request)
+        self.peer.abort()
 
 
 #: Frames one reader handles before it lets the other tasks of the loop run.
-#: aiohttp hands a reader every frame already parsed without suspending, so
-#: a client whose frames are always ready would otherwise hold the loop for a
-#: whole socket read (tens of thousands of tiny frames).
+#: The parser hands a reader every frame of a socket read without suspending,
+#: so a client whose frames are always ready would otherwise hold the loop for
+#: a whole socket read (tens of thousands of tiny frames).
 _FRAMES_PER_TURN = 16
 
 
 async def _read_forever(
     conn: Connection,
-    ws: web.WebSocketResponse,
-    request: web.Request,
+    peer: WebSocketPeer,
     budget: MessageBudget,
     max_units: int,
     idle_timeout: float | None,
@@ -232,9 +260,6 @@ async def _read_forever(
     counting = recorder is not NO_RECORDER  # the no-op's calls skipped, per message
     core = conn.core  # core.closing is conn.closed, without the property's call
     limited = budget.messages is not None or budget.control is not None
-    # The socket's transport outlives the connection (a lost one is closing and
-    # send_str raises), so it is read once, not per reply.
-    peer = request.transport
     turn = 0
     while not core.closing:
         turn += 1
@@ -244,10 +269,20 @@ async def _read_forever(
             if core.closing:
                 return False
         try:
-            msg = await ws.receive(timeout=idle_timeout)
+            msg = await peer.receive(idle_timeout)
         except TimeoutError:
             log_event(logging.INFO, "websocket_idle", session=session_hash(conn.session_id))
             return True
+        except WebSocketError as broken:
+            reject(
+                "bad_frame",
+                type(broken).__name__,
+                transport="websocket",
+                session_id=conn.session_id,
+            )
+            # aiohttp's code for it (1002, 1007, 1009); the peer's close frame is then awaited.
+            peer.send_close(broken.code)
+            return False
         heard = probe.heard
         if heard is not None:
             probe.heard = None
@@ -266,7 +301,7 @@ async def _read_forever(
         if spent is not Spend.OK:
             reject("rate_limited", spent.value, transport="websocket", session_id=conn.session_id)
             conn.close(CloseReason.POLICY)
-            _fail(request, CloseReason.POLICY, write_timeout)
+            peer.fail(CloseReason.POLICY, write_timeout)
             return False
         if kind is WSMsgType.TEXT:
             data: str = msg.data
@@ -292,47 +327,40 @@ async def _read_forever(
             if core.replay is not None:
                 core.sent_directly(reply)
             try:
-                if not _write_now(ws, peer, reply):  # no coroutine when it cannot wait
-                    await _send(ws, request, reply, write_timeout)
+                if not _write_now(peer, reply):  # no coroutine when it cannot wait
+                    await _send(peer, reply, write_timeout)
                 if counting:
                     recorder.message_out("websocket")
             except TimeoutError:
-                _stalled(conn, request)
+                _stalled(conn, peer)
                 return False
             except _SEND_ERRORS:
                 conn.requeue(reply)  # the next connection gets it (if the session resumes)
                 return True
-        elif msg.type is WSMsgType.PING:
+        elif kind is WSMsgType.PING:
             conn.touch()
-            try:
-                async with asyncio.timeout(write_timeout):
-                    await ws.pong(msg.data)
-            except (TimeoutError, *_SEND_ERRORS):
+            if not peer.writable():
                 return True
-        elif msg.type is WSMsgType.PONG:
+            peer.pong(msg.data)
+        elif kind is WSMsgType.PONG:
             conn.touch()  # what _Keepalive waits for
-        elif msg.type is WSMsgType.BINARY:
+        elif kind is WSMsgType.BINARY:
             conn.touch()
             log_event(logging.DEBUG, "binary_frame_ignored", length=len(msg.data))
-        elif msg.type is WSMsgType.ERROR and isinstance(ws.exception(), WebSocketError):
-            reject(
-                "bad_frame",
-                type(ws.exception()).__name__,
-                transport="websocket",
-                session_id=conn.session_id,
-            )
+        elif kind is WSMsgType.CLOSE:
+            # The client ended it: answered as aiohttp answers (1000), and the socket closes.
+            peer.close_received = True
+            peer.send_close(1000)
+            peer.transport.close()
             return False
-        else:
-            # CLOSE: the client ended it. CLOSED, or an ERROR that is not the
-            # protocol's (a lost connection): it went away without a close frame.
-            return msg.type is not WSMsgType.CLOSE
+        elif kind is not WSMsgType.CLOSING:
+            return True  # CLOSED: it went away without a close frame
+        # CLOSING: the session closed here (the writer sent the close frame).
     return False
 
 
-async def _write_queued(
-    conn: Connection, ws: web.WebSocketResponse, request: web.Request, write_timeout: float
-) -> None:
-    """Write queued messages in order until none is left; close the socket if the session closed.
+async def _write_queued(conn: Connection, peer: WebSocketPeer, write_timeout: float) -> None:
+    """Write queued messages in order until none is left; then the close frame, if it closed.
 
     Started by :meth:`_Flusher.start_writer` when there is work the flush
     callback leaves to it, and ends when it is done: an idle WebSocket has no
@@ -340,42 +368,40 @@ async def _write_queued(
     """
     while (message := conn.take()) is not None:
         try:
-            await _send(ws, request, message, write_timeout)
+            await _send(peer, message, write_timeout)
             conn.recorder.message_out("websocket")
         except TimeoutError:
-            _stalled(conn, request)
+            _stalled(conn, peer)
             return
         except _SEND_ERRORS:
             conn.requeue(message)  # kept for the next connection, if the session resumes
-            _abort(request)  # and the reader sees the drop
+            peer.abort()  # and the reader sees the drop
             return
-    if conn.closed:
-        if not _failed(request) and not await _close_socket(ws, conn.close_code, write_timeout):
-            _abort(request)  # wakes the reader too: the peer is gone or not reading
+    if conn.closed and not peer.failed:
+        # The reader ends on CLOSING and waits for the peer's close frame.
+        peer.send_close(conn.close_code)
+        peer.wake_reader()
 
 
-# aiohttp makes a WebSocket write wait only while the transport is paused,
-# which takes more than its high-water mark (64 KiB) buffered. A frame of at
-# most this many characters (64,000 bytes of UTF-8) written while nothing is
-# buffered cannot pause it, so it is sent without a timer: a timer per message
-# costs more than the write itself.
+# The transport pauses (and a write must wait) only past its high-water mark
+# (64 KiB buffered). A frame of at most this many characters (64,000 bytes of
+# UTF-8) written while nothing is buffered cannot pause it, so it is sent
+# without a timer: a timer per message costs more than the write itself.
 _UNTIMED_MAX_CHARS = 16_000
 
 
-def _write_now(ws: web.WebSocketResponse, transport: asyncio.Transport | None, text: str) -> bool:
+def _write_now(peer: WebSocketPeer, text: str) -> bool:
     """Write ``text`` as one text frame at once if the write cannot wait on the peer.
 
-    The bytes are those aiohttp's ``send_str`` would write, written as the
-    flush writes its frames (see :class:`_Flusher`), without its coroutines.
     False, writing nothing, when it might wait (a big message, something
-    buffered) or aiohttp must decide (a closing transport, a closed socket).
+    buffered) or cannot be written (a closing socket): :func:`_send` decides.
     """
+    transport = peer.transport
     if (
-        transport is None
-        or len(text) > _UNTIMED_MAX_CHARS
+        len(text) > _UNTIMED_MAX_CHARS
         or transport.get_write_buffer_size()
         or transport.is_closing()
-        or ws.closed
+        or peer.close_sent
     ):
         return False
     try:
@@ -386,13 +412,18 @@ def _write_now(ws: web.WebSocketResponse, transport: asyncio.Transport | None, t
     return True
 
 
-async def _send(ws: web.WebSocketResponse, request: web.Request, text: str, timeout: float) -> None:
-    """Send one text frame; TimeoutError if the peer has not taken it within ``timeout``."""
-    if _write_now(ws, request.transport, text):
+async def _send(peer: WebSocketPeer, text: str, timeout: float) -> None:
+    """Send one text frame; TimeoutError if the peer has not taken it within ``timeout``.
+
+    ConnectionResetError if the socket is closing or our close frame is sent.
+    """
+    if _write_now(peer, text):
         return
-    # A closing transport makes send_str raise at once; anything else may wait.
+    if not peer.writable():
+        raise ConnectionResetError("the WebSocket is closing")
+    peer.write(frames.text(utf8(text)))
     async with asyncio.timeout(timeout):
-        await send_text(ws, text)
+        await peer.drain()
 
 
 # One flush writes at most this much at a time: with nothing buffered before,
@@ -412,34 +443,16 @@ class _Flusher:
     send loop, and one write per frame made a burst of pushes cost half again
     as much as aiohttp's own send loop.
 
-    The frames come from :mod:`bullet_py.core.frames`, not ``send_str``, only
-    to write many in one go (and, in :func:`_write_now`, one without a
-    coroutine). aiohttp's writer still writes on the same socket: the
-    writer task's text frames, and every ping, pong and close frame. Close stays
-    with aiohttp because it is a handshake ``WebSocketResponse`` keeps the state
-    of (closing, waiting for the peer's close frame, the close code, ending
-    ``receive()``); sending it ourselves would mean setting that state through
-    private attributes. Pings and pongs go the same way so aiohttp's flow
-    control and closing-transport errors apply to every control frame alike.
-    Two writers on one socket are safe because both write the same bytes for a
-    frame (compression is never negotiated: see :func:`serve`) and aiohttp hands
-    each frame whole to the transport before it can yield, so a flush, run from
-    a loop callback, never lands inside one. tests/core/test_frames.py pins both
-    against the installed aiohttp, whose range pyproject.toml bounds to it.
+    Every writer on the socket (this flush, the reader's direct reply, the
+    writer task, pings, pongs, the close frame) hands whole frames to the
+    transport without suspending in between, so frames never interleave.
     """
 
-    __slots__ = ("batch", "conn", "request", "scheduled", "write_timeout", "writer", "ws")
+    __slots__ = ("batch", "conn", "peer", "scheduled", "write_timeout", "writer")
 
-    def __init__(
-        self,
-        conn: Connection,
-        ws: web.WebSocketResponse,
-        request: web.Request,
-        write_timeout: float,
-    ) -> None:
+    def __init__(self, conn: Connection, peer: WebSocketPeer, write_timeout: float) -> None:
         self.conn = conn
-        self.ws = ws
-        self.request = request
+        self.peer = peer
         self.write_timeout = write_timeout
         self.scheduled = False
         self.batch = _Batch.of_running_loop()
@@ -460,7 +473,7 @@ class _Flusher:
         conn = self.conn
         if (self.writer is None or self.writer.done()) and (conn.outbox or conn.closed):
             self.writer = asyncio.get_running_loop().create_task(
-                _write_queued(conn, self.ws, self.request, self.write_timeout)
+                _write_queued(conn, self.peer, self.write_timeout)
             )
 
     def flush(self) -> None:
@@ -470,12 +483,12 @@ class _Flusher:
         # core.take counts the message as sent for a counting client's replay;
         # without one, the outbox's own take is all it would do.
         take = outbox.take if conn.core.replay is None else conn.core.take
-        transport = self.request.transport
+        peer = self.peer
+        transport = peer.transport
         while (
             outbox
             and not conn.closed
-            and not self.ws.closed
-            and transport is not None
+            and not peer.close_sent
             and not transport.is_closing()
             and not transport.get_write_buffer_size()
         ):
@@ -550,33 +563,24 @@ class _Keepalive:
     within a quarter interval of the half interval after it.
     """
 
-    __slots__ = ("conn", "interval", "pinged_at", "pinging", "request", "sweep", "ws")
+    __slots__ = ("conn", "interval", "peer", "pinged_at", "sweep")
 
     def __init__(
-        self,
-        conn: Connection,
-        ws: web.WebSocketResponse,
-        request: web.Request,
-        interval: float,
-        sweep: Sweep,
+        self, conn: Connection, peer: WebSocketPeer, interval: float, sweep: Sweep
     ) -> None:
         self.conn = conn
-        self.ws = ws
-        self.request = request
+        self.peer = peer
         self.interval = interval
         self.pinged_at: float | None = None
-        self.pinging: asyncio.Task[None] | None = None
         self.sweep = sweep
         sweep.add(self)
 
     def stop(self) -> None:
         self.sweep.discard(self)
-        if self.pinging is not None:
-            self.pinging.cancel()
 
     def check(self, now: float) -> None:
         conn = self.conn
-        if conn.closed or self.ws.closed:
+        if conn.closed or self.peer.close_sent:
             return  # the reader ends it, and stop() takes it off the sweep
         if self.pinged_at is not None:
             if conn.last_active < self.pinged_at:  # no answer yet
@@ -585,132 +589,23 @@ class _Keepalive:
                         logging.INFO, "websocket_dead_peer", session=session_hash(conn.session_id)
                     )
                     self.sweep.discard(self)
-                    _abort(self.request)  # a drop: the reader detaches (or ends) the session
+                    self.peer.abort()  # a drop: the reader detaches (or ends) the session
                 return
             self.pinged_at = None
         if now - conn.last_active >= self.interval:
             self.pinged_at = now
-            self.pinging = asyncio.get_running_loop().create_task(self._ping())
-
-    async def _ping(self) -> None:
-        try:
-            async with asyncio.timeout(self.interval / 2):
-                await self.ws.ping()
-        except (TimeoutError, *_SEND_ERRORS):
-            pass  # no pong will come either: check() drops the connection
-        finally:
-            self.pinging = None
+            self.peer.ping()  # a peer that does not read gets no pong back: dropped above
 
 
-class _MaskGuard(asyncio.Protocol):
-    """Stands between the socket and aiohttp's protocol to refuse unmasked client frames.
-
-    RFC 6455 §5.1: a server must close the connection on a client frame
-    without a mask; aiohttp's reader accepts them. The guard is the socket's
-    protocol (``transport.set_protocol``, asyncio's public API) for the life
-    of the WebSocket: every chunk goes through :class:`core.maskcheck.MaskCheck`
-    (headers only), then on to aiohttp unchanged. From the first unmasked
-    frame on nothing more is passed on: the guard writes a close frame with
-    1002 and closes the connection, which ends aiohttp's reader.
-    tests/robustness/test_i_abuse.py fails if aiohttp starts to refuse such
-    frames itself (then this guard can go) or if the guard stops seeing them.
-    """
-
-    __slots__ = ("check", "conn", "inner", "transport")
-
-    def __init__(self, inner: asyncio.BaseProtocol, transport: asyncio.Transport) -> None:
-        self.inner = inner
-        self.transport = transport
-        self.check = MaskCheck()
-        self.conn: Connection | None = None
-
-    @classmethod
-    def install(cls, request: web.Request) -> _MaskGuard | None:
-        transport = request.transport
-        if transport is None:
-            return None
-        # Not isinstance(asyncio.Transport): uvloop's transports are not its subclasses.
-        guard = cls(transport.get_protocol(), transport)
-        transport.set_protocol(guard)
-        return guard
-
-    def data_received(self, data: bytes) -> None:
-        if self.check.feed(data):
-            self.inner.data_received(data)  # type: ignore[attr-defined]
-            return
-        if self.transport.is_closing():
-            return
-        conn = self.conn
-        reject(
-            "bad_frame",
-            "unmasked",
-            transport="websocket",
-            session_id=None if conn is None else conn.session_id,
-        )
-        if conn is not None:
-            conn.close(_PROTOCOL_ERROR)
-        _fail_transport(self.transport, _PROTOCOL_ERROR, _FAIL_TIMEOUT)
-
-    def eof_received(self) -> bool | None:
-        return self.inner.eof_received()  # type: ignore[attr-defined,no-any-return]
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.inner.connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.inner.resume_writing()
-
-
-_PROTOCOL_ERROR = 1002
-_FAIL_TIMEOUT = 10.0  # a failed connection's close frame gets this long to drain
-
-# Connections failed with _fail: no close handshake is waited for on them.
-_FAILED: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
-
-
-def _fail(request: web.Request, code: int, timeout: float) -> None:
-    """Fail the WebSocket connection (RFC 6455 §7.1.7): see :func:`_fail_transport`."""
-    transport = request.transport
-    if transport is not None:  # any loop's transport (uvloop's are not asyncio.Transport's)
-        _fail_transport(transport, code, timeout)
-
-
-def _fail_transport(transport: asyncio.Transport, code: int, timeout: float) -> None:
-    """Send a close frame with ``code`` and close the connection without waiting for
-    the peer's answer: reading stops at once, so a flood already in the socket is
-    never parsed; the close frame drains, or the connection is dropped after
-    ``timeout``. For a peer that broke a rule, not for an orderly close.
-    """
-    if transport.is_closing():
-        return
-    _FAILED.add(transport)
-    transport.write(frames.close(code))
-    transport.close()
-    asyncio.get_running_loop().call_later(timeout, transport.abort)
-
-
-def _failed(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is not None and transport in _FAILED
-
-
-async def _close_socket(ws: web.WebSocketResponse, code: int, timeout: float) -> bool:
+async def _close_socket(peer: WebSocketPeer, code: int, opts: Options) -> bool:
     """Send the close frame and wait for the answer; False if that stalled or failed."""
     try:
-        async with asyncio.timeout(timeout):
-            await ws.close(code=code)
-    except (*_SEND_ERRORS, TimeoutError):
+        return await peer.close(code, opts.write_timeout)
+    except _SEND_ERRORS:
         return False
-    return True
 
 
-def _stalled(conn: Connection, request: web.Request) -> None:
+def _stalled(conn: Connection, peer: WebSocketPeer) -> None:
     """A peer that took nothing within the write timeout: the session ends with 1008.
 
     The socket is dropped rather than closed: a close frame cannot get past
@@ -718,15 +613,4 @@ def _stalled(conn: Connection, request: web.Request) -> None:
     """
     reject("slow_consumer", "write_timeout", transport="websocket", session_id=conn.session_id)
     conn.close(CloseReason.POLICY)
-    _abort(request)
-
-
-def _abort(request: web.Request) -> None:
-    """Drop the connection of a peer that stopped reading, discarding what is buffered.
-
-    A graceful close would wait for the buffer to drain, which a peer that never
-    reads never allows: the socket (and its buffer) would stay forever.
-    """
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
+    peer.abort()
