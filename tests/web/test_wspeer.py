@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import struct
 from typing import ClassVar
 
@@ -214,3 +215,44 @@ async def test_a_middleware_sees_the_101_and_returns_before_the_socket_ends(aioh
         assert len(endpoint.registry) == 1
     finally:
         writer.close()
+
+
+def _masked_ping(payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    return (
+        struct.pack("!BB", 0x89, 0x80 | len(payload))
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
+
+
+async def test_a_client_that_pings_and_never_reads_is_dropped_not_buffered(aiohttp_server):
+    """Every ping gets a pong; a client that never reads them is dropped after the
+    write timeout once the socket's buffer is full, instead of the pongs piling up."""
+    app, endpoint = make_app(ws_control_rate=None, write_timeout=1.0)
+    server = await aiohttp_server(app)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", server.port)), _TIMEOUT)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(_handshake_request())
+        await _read_head(reader)
+        await wait_for(lambda: len(endpoint.registry) == 1)
+        (conn,) = list(endpoint.registry)
+        server_side = conn.request.transport.get_extra_info("socket")
+        server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        burst = _masked_ping(b"p" * 125) * 100  # 13 KiB in, 12.7 KiB of pongs out
+        for _ in range(200):  # 2.5 MiB of pongs if nothing stopped them
+            if not conn.attached:
+                break
+            writer.write(burst)
+            await asyncio.wait_for(writer.drain(), _TIMEOUT)
+        await wait_for(lambda: not conn.attached, timeout=10.0)
+    except ConnectionError:
+        pass  # dropped while we were still sending: what is expected
+    finally:
+        writer.close()
+    assert not conn.attached

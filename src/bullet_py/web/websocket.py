@@ -74,10 +74,8 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
         await endpoint.hub.store.register(plan.session_id)  # known everywhere before its cookie
     handshake = web.StreamResponse(status=101)
     handshake.headers.update(endpoint.cors_headers(request))
-    if resumable:
-        endpoint.set_cookie(
-            exchange, handshake, plan.session_id
-        )  # the next handshake resumes by it
+    if resumable:  # the next handshake resumes by it
+        endpoint.set_cookie(exchange, handshake, plan.session_id)
     handshake.headers.update(
         handshake_headers(request, PROTOCOL_RESUMED if plan.resumed else PROTOCOL_FRESH)
     )
@@ -95,9 +93,6 @@ async def serve(endpoint: Services, exchange: Exchange) -> web.StreamResponse:
         if conn is not None:
             conn.detach()
         return handshake  # the client left during the handshake: no session was made
-    if resumable:
-        # Written with the headers; the morsel would otherwise live as long as the socket.
-        handshake.cookies.clear()
     fresh = conn is None
     if conn is None:
         conn = endpoint.create_connection(exchange, session_id=plan.session_id)
@@ -342,6 +337,12 @@ async def _read_forever(
             if not peer.writable():
                 return True
             peer.pong(msg.data)
+            if peer.writing_paused:  # a client that pings and never reads: no pile of pongs
+                try:
+                    async with asyncio.timeout(write_timeout):
+                        await peer.drain()
+                except (TimeoutError, *_SEND_ERRORS):
+                    return True
         elif kind is WSMsgType.PONG:
             conn.touch()  # what _Keepalive waits for
         elif kind is WSMsgType.BINARY:
