@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bullet_py.web import answer, polling
+from bullet_py.web import answer, parkedpoll, polling
 from tests.helpers import POLL_HEADERS, POST_HEADERS, make_app, wait_for
 
 _DATE = re.compile(rb"\r\nDate: ([^\r]*)\r\n")
@@ -60,7 +60,8 @@ def _undated(raw: bytes) -> bytes:
 
 @pytest.fixture
 def direct_made(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """The bodies of every DirectAnswer made, in order."""
+    """The bodies of every answer written directly, in order: a DirectAnswer made, or a
+    parked poll's answer written off aiohttp (web/parkedpoll.py, the same bytes)."""
     made: list[bytes] = []
 
     class Counted(answer.DirectAnswer):
@@ -70,7 +71,12 @@ def direct_made(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
             made.append(body)
             super().__init__(body)
 
+    def counted_ok_bytes(body: bytes) -> bytes:
+        made.append(body)
+        return answer.ok_bytes(body)
+
     monkeypatch.setattr(polling, "DirectAnswer", Counted)
+    monkeypatch.setattr(parkedpoll, "ok_bytes", counted_ok_bytes)
     return made
 
 
