@@ -30,6 +30,19 @@ def long_run(config: pytest.Config) -> bool:
     ) not in ("", "0")
 
 
+#: The long versions' time limit per test (the churn soak alone runs 5 minutes).
+LONG_TIMEOUT = 1800
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not long_run(config):
+        return
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.path).startswith(here):
+            item.add_marker(pytest.mark.timeout(LONG_TIMEOUT))
+
+
 @pytest.fixture
 def long(request: pytest.FixtureRequest) -> bool:
     """True when the long versions were asked for."""
