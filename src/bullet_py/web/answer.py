@@ -49,9 +49,13 @@ def _http_date() -> str:
     return _date_text
 
 
-def ok_bytes(body: bytes) -> bytes:
-    """The whole ``200`` text answer aiohttp would write for ``body``, head and body."""
-    return f"{_HEAD_START}{len(body)}\r\nDate: {_http_date()}{_HEAD_END}".encode("ascii") + body
+def ok_bytes(body: bytes, date: str = "") -> bytes:
+    """The whole ``200`` text answer aiohttp would write for ``body``, head and body.
+
+    ``date`` is the ``Date`` header's value (now's, if not given).
+    """
+    head = f"{_HEAD_START}{len(body)}\r\nDate: {date or _http_date()}{_HEAD_END}"
+    return head.encode("ascii") + body
 
 
 def no_content_bytes() -> bytes:
@@ -113,8 +117,7 @@ class DirectAnswer:
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client left before its answer")
         self._date = _http_date()
-        head = f"{_HEAD_START}{len(self._body)}\r\nDate: {self._date}{_HEAD_END}"
-        data = head.encode("ascii") + self._body
+        data = ok_bytes(self._body, self._date)
         transport.write(data)
         if transport.is_closing():
             # The send failed at once (a reset peer): the caller may put back
