@@ -14,7 +14,9 @@ import re
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bullet_py import Connection
 from bullet_py.core.text import xhr_body
+from bullet_py.web.endpoint import BulletEndpoint
 from tests.helpers import POLL_HEADERS, make_app, wait_for
 
 _TIMEOUT = 5.0
@@ -56,6 +58,22 @@ class _Client:
         head, _ = await self.answer()
         assert head.startswith(b"HTTP/1.1 204 ") and self.cookie
 
+    @classmethod
+    async def with_parked_poll(
+        cls, port: int, endpoint: BulletEndpoint
+    ) -> tuple[_Client, Connection]:
+        """A client whose session's first poll is parked on the server, and that session."""
+        client = await cls.open(port)
+        try:
+            await client.start_session()
+            client.send_poll()
+            await wait_for(lambda: sum(len(c.core.polls) for c in endpoint.registry) == 1)
+        except BaseException:
+            client.close()
+            raise
+        (conn,) = list(endpoint.registry)
+        return client, conn
+
     def close(self) -> None:
         self.writer.close()
 
@@ -67,14 +85,10 @@ def _without_date(head: bytes) -> bytes:
 async def test_a_parked_poll_leaves_aiohttp_and_its_answer_is_aiohttps_bytes(aiohttp_server):
     app, endpoint = make_app(poll_timeout=30.0)
     server = await aiohttp_server(app)
-    client = await _Client.open(server.port)
+    client, conn = await _Client.with_parked_poll(server.port, endpoint)
     try:
-        await client.start_session()
-        client.send_poll()
-        await wait_for(lambda: sum(len(c.core.polls) for c in endpoint.registry) == 1)
         assert server.handler is not None
         await wait_for(lambda: not server.handler.connections)  # aiohttp let go of it
-        (conn,) = list(endpoint.registry)
         conn.send("é pushed")
         head, body = await client.answer()
         assert body == xhr_body("é pushed")
@@ -125,11 +139,7 @@ async def test_the_timeout_answer_is_aiohttps_204_and_the_connection_goes_on(aio
 async def test_a_client_that_leaves_unparks_at_once_and_loses_nothing(aiohttp_server):
     app, endpoint = make_app(poll_timeout=30.0, session_idle_timeout=30.0)
     server = await aiohttp_server(app)
-    first = await _Client.open(server.port)
-    await first.start_session()
-    first.send_poll()
-    await wait_for(lambda: sum(len(c.core.polls) for c in endpoint.registry) == 1)
-    (conn,) = list(endpoint.registry)
+    first, conn = await _Client.with_parked_poll(server.port, endpoint)
     first.close()
     await wait_for(lambda: not conn.core.polls)  # long before the 30 s timeout
     conn.send("kept")
@@ -145,12 +155,8 @@ async def test_a_client_that_leaves_unparks_at_once_and_loses_nothing(aiohttp_se
 async def test_a_request_sent_while_parked_is_served_after_the_answer(aiohttp_server):
     app, endpoint = make_app(poll_timeout=30.0)
     server = await aiohttp_server(app)
-    client = await _Client.open(server.port)
+    client, conn = await _Client.with_parked_poll(server.port, endpoint)
     try:
-        await client.start_session()
-        client.send_poll()
-        await wait_for(lambda: sum(len(c.core.polls) for c in endpoint.registry) == 1)
-        (conn,) = list(endpoint.registry)
         client.send_poll()  # pipelined: it waits in the parked poll's hands
         parked = conn.request.transport.get_protocol()
         await wait_for(lambda: bool(parked.pending))
@@ -167,14 +173,10 @@ async def test_with_an_access_log_the_poll_stays_in_aiohttp(aiohttp_server, capl
     caplog.set_level(logging.INFO, logger="aiohttp.access")
     app, endpoint = make_app(poll_timeout=30.0)
     server = await aiohttp_server(app)
-    client = await _Client.open(server.port)
+    client, conn = await _Client.with_parked_poll(server.port, endpoint)
     try:
-        await client.start_session()
-        client.send_poll()
-        await wait_for(lambda: sum(len(c.core.polls) for c in endpoint.registry) == 1)
         assert server.handler is not None
         assert len(server.handler.connections) == 1  # still aiohttp's: it logs the poll at its end
-        (conn,) = list(endpoint.registry)
         conn.send("logged")
         assert (await client.answer())[1] == xhr_body("logged")
         await wait_for(lambda: sum('"GET /bullet' in r.getMessage() for r in caplog.records) == 2)
@@ -186,11 +188,8 @@ async def test_shutdown_answers_a_parked_poll_and_closes_its_connection():
     app, endpoint = make_app(poll_timeout=30.0)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    client = await _Client.open(server.port)
+    client, _ = await _Client.with_parked_poll(server.port, endpoint)
     try:
-        await client.start_session()
-        client.send_poll()
-        await wait_for(lambda: sum(len(c.core.polls) for c in endpoint.registry) == 1)
         closing = asyncio.ensure_future(server.close())
         head, _ = await client.answer()
         assert head.startswith(b"HTTP/1.1 204 ")
@@ -205,12 +204,8 @@ async def test_handler_cancellation_does_not_close_a_parked_poll():
     app, endpoint = make_app(poll_timeout=30.0)
     server = TestServer(app, host="127.0.0.1", handler_cancellation=True)
     await server.start_server()
-    client = await _Client.open(server.port)
+    client, conn = await _Client.with_parked_poll(server.port, endpoint)
     try:
-        await client.start_session()
-        client.send_poll()
-        await wait_for(lambda: sum(len(c.core.polls) for c in endpoint.registry) == 1)
-        (conn,) = list(endpoint.registry)
         conn.send("still here")
         assert (await client.answer())[1] == xhr_body("still here")
     finally:
