@@ -50,6 +50,7 @@ import secrets
 from typing import Any
 
 import aiohttp
+import leanhttp
 from yarl import URL
 
 BOM = "\ufeff"
@@ -112,12 +113,12 @@ class Jar:
         self.version = 0  # bumped on every change, so callers can cache headers
         self._seen: tuple[str, ...] = ()
 
-    def update(self, response: aiohttp.ClientResponse) -> None:
-        lines = tuple(response.headers.getall("Set-Cookie", ()))
-        if not lines or lines == self._seen:
+    def update(self, set_cookie: tuple[str, ...]) -> None:
+        """Take an answer's ``Set-Cookie`` lines."""
+        if not set_cookie or set_cookie == self._seen:
             return
-        self._seen = lines
-        for line in lines:
+        self._seen = set_cookie
+        for line in set_cookie:
             parsed: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
             parsed.load(line)
             for name, morsel in parsed.items():
@@ -192,6 +193,61 @@ class _Inbox(Client):
                 await self._task
 
 
+class _Polling(_Inbox):
+    """The two XHRs a page keeps: a poll held open on one lane, sends on others.
+
+    Every request goes out on a :class:`leanhttp.Lane` (a bare keep-alive
+    connection), never through aiohttp's client: see leanhttp's docstring.
+    Request heads are built once per cookie change.
+    """
+
+    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
+        super().__init__(http, base)
+        origin = URL(base)
+        self._address = (origin.raw_host or "127.0.0.1", origin.port or 80)
+        self.poll_lane = leanhttp.Lane(*self._address)
+        self._lanes = [self.poll_lane]
+        self._spare: list[leanhttp.Lane] = []
+        self._heads: dict[tuple[str, str, int | None], tuple[int, bytes]] = {}
+
+    def head(self, method: str, url: URL, base: dict[str, str], length: int | None) -> bytes:
+        key = (method, str(url), length)
+        cached = self._heads.get(key)
+        if cached is not None and cached[0] == self.jar.version:
+            return cached[1]
+        head = leanhttp.request_head(method, url, self.jar.headers(base), length)
+        if len(self._heads) > 64:
+            self._heads.clear()
+        self._heads[key] = (self.jar.version, head)
+        return head
+
+    async def poll(self, method: str, url: URL, base: dict[str, str]) -> leanhttp.Reply:
+        """One request on the poll lane (no body but an empty one for a ``POST``)."""
+        length = 0 if method == "POST" else None
+        reply = await self.poll_lane.request(self.head(method, url, base, length))
+        self.jar.update(reply.cookies)
+        return reply
+
+    async def post(self, url: URL, base: dict[str, str], body: bytes) -> leanhttp.Reply:
+        """One ``POST`` on a lane of its own (a spare one when there is one)."""
+        if self._spare:
+            lane = self._spare.pop()
+        else:
+            lane = leanhttp.Lane(*self._address)
+            self._lanes.append(lane)
+        try:
+            reply = await lane.request(self.head("POST", url, base, len(body)), body)
+        finally:
+            self._spare.append(lane)
+        self.jar.update(reply.cookies)
+        return reply
+
+    async def close(self) -> None:
+        await super().close()
+        for lane in self._lanes:
+            lane.close()
+
+
 async def _ws_connect(http: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
     return await http.ws_connect(
         url, compress=0, autoping=True, max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=2)
@@ -238,7 +294,7 @@ class BulletWS(_WS):
     path = "/bullet"
 
 
-class BulletPoll(_Inbox):
+class BulletPoll(_Polling):
     """The original client's long polling; ``pause`` between an answer and the next GET."""
 
     def __init__(self, http: aiohttp.ClientSession, base: str, pause: float = 0.0) -> None:
@@ -248,12 +304,11 @@ class BulletPoll(_Inbox):
 
     async def connect(self) -> None:
         # The first GET carries no cookie: the server answers 204 with one.
-        async with self.http.get(self.url, headers=POLL_HEADERS) as response:
-            self.jar.update(response)
-            if response.status not in (200, 204):
-                raise Closed(f"first poll: {response.status}")
-            if response.status == 200:
-                self._deliver_body(await response.text(encoding="utf-8"))
+        reply = await self.poll("GET", self.url, POLL_HEADERS)
+        if reply.status not in (200, 204):
+            raise Closed(f"first poll: {reply.status}")
+        if reply.status == 200:
+            self._deliver_body(reply.text())
         self._start(self._poll_forever())
 
     def _deliver_body(self, body: str) -> None:
@@ -263,26 +318,22 @@ class BulletPoll(_Inbox):
             self._deliver(body)
 
     async def _poll_forever(self) -> None:
-        url, pause, jar = self.url, self.pause, self.jar
+        url, pause = self.url, self.pause
         while not self._closing:
-            async with self.http.get(url, headers=jar.headers(POLL_HEADERS)) as response:
-                jar.update(response)
-                if response.status == 200:
-                    self._deliver_body(await response.text(encoding="utf-8"))
-                elif response.status != 204:
-                    raise Closed(f"poll: {response.status}")
+            reply = await self.poll("GET", url, POLL_HEADERS)
+            if reply.status == 200:
+                self._deliver_body(reply.text())
+            elif reply.status != 204:
+                raise Closed(f"poll: {reply.status}")
             if pause:
                 await asyncio.sleep(pause)
 
     async def send(self, text: str) -> None:
-        async with self.http.post(
-            self.url, data=text.encode(), headers=self.jar.headers(POST_HEADERS)
-        ) as response:
-            self.jar.update(response)
-            if response.status == 200:
-                self._deliver_body(await response.text(encoding="utf-8"))
-            elif response.status != 204:
-                raise Closed(f"post: {response.status}")
+        reply = await self.post(self.url, POST_HEADERS, text.encode())
+        if reply.status == 200:
+            self._deliver_body(reply.text())
+        elif reply.status != 204:
+            raise Closed(f"post: {reply.status}")
 
 
 class BulletSSE(_Inbox):
@@ -294,7 +345,7 @@ class BulletSSE(_Inbox):
 
     async def connect(self) -> None:
         response = await self.http.get(self.url, headers=SSE_HEADERS)
-        self.jar.update(response)
+        self.jar.update(tuple(response.headers.getall("Set-Cookie", ())))
         if response.status != 200 or response.content_type != "text/event-stream":
             response.release()
             raise Closed(f"event stream: {response.status} {response.content_type}")
@@ -321,7 +372,7 @@ class BulletSSE(_Inbox):
         async with self.http.post(
             self.url, data=text.encode(), headers=self.jar.headers(POST_HEADERS)
         ) as response:
-            self.jar.update(response)
+            self.jar.update(tuple(response.headers.getall("Set-Cookie", ())))
             if response.status == 200:
                 body = await response.text(encoding="utf-8")
                 if body:
@@ -420,15 +471,13 @@ class SioWS(_WS):
                 raise Closed("socket.io closed")
 
 
-class SioPoll(_Inbox):
+class SioPoll(_Polling):
     async def connect(self) -> None:
-        async with self.http.get(
-            self.base + "/socket.io/?EIO=4&transport=polling", headers=PLAIN_HEADERS
-        ) as response:
-            self.jar.update(response)
-            body = await response.text()
-        if response.status != 200 or not body.startswith("0"):
-            raise Closed(f"engine.io open: {response.status} {body[:40]!r}")
+        opening = URL(self.base + "/socket.io/?EIO=4&transport=polling", encoded=True)
+        reply = await self.poll("GET", opening, PLAIN_HEADERS)
+        body = reply.text()
+        if reply.status != 200 or not body.startswith("0"):
+            raise Closed(f"engine.io open: {reply.status} {body[:40]!r}")
         sid = json.loads(body[1:])["sid"]
         self.url = URL(self.base + f"/socket.io/?EIO=4&transport=polling&sid={sid}", encoded=True)
         self._connected = asyncio.get_running_loop().create_future()
@@ -437,22 +486,17 @@ class SioPoll(_Inbox):
         await asyncio.wait_for(asyncio.shield(self._connected), 10)
 
     async def _post(self, body: str) -> None:
-        async with self.http.post(
-            self.url, data=body.encode(), headers=self.jar.headers(PLAIN_HEADERS)
-        ) as response:
-            self.jar.update(response)
-            await response.read()
-            if response.status != 200:
-                raise Closed(f"engine.io post: {response.status}")
+        reply = await self.post(self.url, PLAIN_HEADERS, body.encode())
+        if reply.status != 200:
+            raise Closed(f"engine.io post: {reply.status}")
 
     async def _poll_forever(self) -> None:
-        url, jar = self.url, self.jar
+        url = self.url
         while not self._closing:
-            async with self.http.get(url, headers=jar.headers(PLAIN_HEADERS)) as response:
-                jar.update(response)
-                body = await response.text(encoding="utf-8")
-                if response.status != 200:
-                    raise Closed(f"engine.io poll: {response.status}")
+            reply = await self.poll("GET", url, PLAIN_HEADERS)
+            body = reply.text()
+            if reply.status != 200:
+                raise Closed(f"engine.io poll: {reply.status}")
             for packet in body.split("\x1e"):
                 data = sio_data(packet)
                 if data is not None:
@@ -476,26 +520,24 @@ class SockjsWS(_WS):
     path = "/sockjs/websocket"
 
 
-class SockjsXHR(_Inbox):
+class SockjsXHR(_Polling):
     async def connect(self) -> None:
         base = self.base + f"/sockjs/000/{secrets.token_hex(8)}"
         self.poll_url = URL(base + "/xhr")
         self.send_url = URL(base + "/xhr_send")
-        async with self.http.post(self.poll_url, headers=PLAIN_HEADERS) as response:
-            self.jar.update(response)
-            body = await response.text()
-        if response.status != 200 or not body.startswith("o"):
-            raise Closed(f"sockjs open: {response.status} {body[:40]!r}")
+        reply = await self.poll("POST", self.poll_url, PLAIN_HEADERS)
+        body = reply.text()
+        if reply.status != 200 or not body.startswith("o"):
+            raise Closed(f"sockjs open: {reply.status} {body[:40]!r}")
         self._start(self._poll_forever())
 
     async def _poll_forever(self) -> None:
-        url, jar = self.poll_url, self.jar
+        url = self.poll_url
         while not self._closing:
-            async with self.http.post(url, headers=jar.headers(PLAIN_HEADERS)) as response:
-                jar.update(response)
-                body = await response.text(encoding="utf-8")
-                if response.status != 200:
-                    raise Closed(f"sockjs poll: {response.status}")
+            reply = await self.poll("POST", url, PLAIN_HEADERS)
+            body = reply.text()
+            if reply.status != 200:
+                raise Closed(f"sockjs poll: {reply.status}")
             if body.startswith("a"):
                 for message in json.loads(body[1:]):
                     self._deliver(message)
@@ -504,10 +546,6 @@ class SockjsXHR(_Inbox):
             # "h" (heartbeat) and "o" (open) carry no message
 
     async def send(self, text: str) -> None:
-        async with self.http.post(
-            self.send_url, data=json.dumps([text]).encode(), headers=self.jar.headers(PLAIN_HEADERS)
-        ) as response:
-            self.jar.update(response)
-            await response.read()
-            if response.status != 204:
-                raise Closed(f"sockjs send: {response.status}")
+        reply = await self.post(self.send_url, PLAIN_HEADERS, json.dumps([text]).encode())
+        if reply.status != 204:
+            raise Closed(f"sockjs send: {reply.status}")

@@ -248,6 +248,105 @@ async def echo(
     }
 
 
+async def echo_in_turn(
+    makes: dict[str, Factory],
+    probes: dict[str, ServerProbe],
+    *,
+    n: int,
+    warmup: float,
+    duration: float,
+    slices: int = 10,
+    settle: float = 0.05,
+) -> dict[str, dict[str, Any]]:
+    """Echo on several servers at once, taking turns: the ratios between them survive noise.
+
+    On a shared machine the CPU a process gets swings by a third for seconds at
+    a time, so two servers measured one after the other can differ by that much
+    for nothing they did. Here every system's N clients connect first; then the
+    systems run in turn, ``duration / slices`` seconds each, ``slices`` times
+    over (the order rotating each round), so each is measured across the whole
+    stretch of time and meets the same noise. Only one system runs at a time
+    (the others' clients wait at a gate; their servers idle), and a turn is
+    recorded only after ``settle`` seconds, once the last system's answers in
+    flight are in. Returns ``echo``'s figures for each system, or ``failed``.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    windows = {key: Window() for key in makes}
+    gates = {key: asyncio.Event() for key in makes}
+    clients: dict[str, list[adapters.Client]] = {}
+    tasks: list[asyncio.Task[None]] = []
+
+    async def loop(client: adapters.Client, window: Window, gate: asyncio.Event) -> None:
+        try:
+            while True:
+                if not gate.is_set():
+                    await gate.wait()
+                sent = time.perf_counter()
+                await client.send(ECHO_TEXT)
+                reply = await client.recv()
+                if reply != ECHO_TEXT:
+                    raise ValueError(f"echo mismatch: {reply[:40]!r}")
+                if window.recording:
+                    window.count += 1
+                    window.samples.append(time.perf_counter() - sent)
+        except Exception as exc:
+            window.failed(exc)
+
+    async with new_http() as http:
+        try:
+            for key, make in makes.items():
+                try:
+                    clients[key] = await connect_all(make, http, n, budget=30)
+                except Exception as exc:
+                    results[key] = {"failed": f"connect: {type(exc).__name__}: {exc}"[:300]}
+            running = [key for key in makes if key in clients]
+            for key in running:
+                tasks += [
+                    asyncio.ensure_future(loop(c, windows[key], gates[key])) for c in clients[key]
+                ]
+            spent = {key: [0.0, 0.0, 0.0] for key in running}  # seconds, server CPU, own CPU
+            for key in running:  # warm-up, in turn
+                gates[key].set()
+                await asyncio.sleep(warmup)
+                gates[key].clear()
+            for round_ in range(slices):
+                turn = round_ % max(1, len(running))
+                for key in running[turn:] + running[:turn]:
+                    window, probe = windows[key], probes[key]
+                    gates[key].set()
+                    await asyncio.sleep(settle)
+                    cpu, own, began = probe.cpu(), time.process_time(), time.perf_counter()
+                    window.recording = True
+                    await asyncio.sleep(duration / slices)
+                    window.recording = False
+                    totals = spent[key]
+                    totals[0] += time.perf_counter() - began
+                    totals[1] += probe.cpu() - cpu
+                    totals[2] += time.process_time() - own
+                    gates[key].clear()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for opened in clients.values():
+                await close_all(opened)
+    for key in running:
+        window, (elapsed, server_cpu, own_cpu) = windows[key], spent[key]
+        done = window.count
+        results[key] = {
+            "rate": done / elapsed,
+            "messages": done,
+            "server_cpu": server_cpu / elapsed,
+            "client_cpu": own_cpu / elapsed,
+            "server_us_per_msg": 1e6 * server_cpu / done if done else float("nan"),
+            "p50_ms": 1000 * percentile(window.samples, 0.50),
+            "p99_ms": 1000 * percentile(window.samples, 0.99),
+            "errors": window.errors,
+            "error": window.error_text,
+        }
+    return results
+
+
 async def push(
     make: Factory,
     probe: ServerProbe,

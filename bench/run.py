@@ -112,6 +112,9 @@ class Group:
     entries: tuple[Entry, ...]
     params: tuple[tuple[str, Any], ...] = ()
     section: str = ""  # the report's section (default: the workload's)
+    # Echo only: measure the systems in turn, in short slices over the same
+    # stretch of time (loadgen.echo_in_turn), instead of one after the other.
+    in_turn: bool = False
 
     @property
     def where(self) -> str:
@@ -161,8 +164,8 @@ ERLANG_POLL_PUSH = _e("erlang", "original-poll", "erlang-push")
 
 
 GROUPS = (
-    Group("echo-ws", "echo", "WebSocket", _ws(PLAIN_WS, PLAIN_UV_WS, ERLANG_WS)),
-    Group("echo-poll", "echo", "long-poll", _poll(RAW_UV_POLL, ERLANG_POLL)),
+    Group("echo-ws", "echo", "WebSocket", _ws(PLAIN_WS, PLAIN_UV_WS, ERLANG_WS), in_turn=True),
+    Group("echo-poll", "echo", "long-poll", _poll(RAW_UV_POLL, ERLANG_POLL), in_turn=True),
     Group("push-ws", "push", "WebSocket", _ws(ERLANG_WS_PUSH), (("batch", 50), ("windows", 2))),
     Group(
         "push-sse",
@@ -512,6 +515,50 @@ async def measure(server: Server, entry: Entry, group: Group, s: Settings) -> di
     return result
 
 
+async def measure_in_turn(
+    pool: Pool, entries: list[Entry], group: Group, s: Settings
+) -> list[dict[str, Any]]:
+    """Every system of an echo group at once, in turns (loadgen.echo_in_turn)."""
+    servers: dict[str, Server] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        try:
+            servers[entry.system] = await pool.get(entry.server)
+        except Exception as exc:
+            results[entry.system] = {"failed": f"server: {exc}"[:300]}
+    began = time.monotonic()
+    makes = {
+        e.system: loadgen.factory(e.wire, servers[e.system].base)
+        for e in entries
+        if e.system in servers
+    }
+    probes = {key: loadgen.ServerProbe(server.pid) for key, server in servers.items()}
+    slices = 10 if s.duration >= 1 else 2
+    budget = len(makes) * (s.warmup + s.duration + slices * 0.05 + 30) + 30
+    try:
+        async with asyncio.timeout(budget):
+            measured = await loadgen.echo_in_turn(
+                makes, probes, n=s.clients, warmup=s.warmup, duration=s.duration, slices=slices
+            )
+    except Exception as exc:
+        measured = {key: {"failed": f"{type(exc).__name__}: {exc}"[:300]} for key in makes}
+    seconds = time.monotonic() - began
+    for key, result in measured.items():
+        server = servers[key]
+        if "failed" in result:
+            result["failed"] += f" [{server.tail()}]"
+        elif not server.alive:
+            result["failed"] = f"server died: {server.tail()}"
+        elif result.get("errors"):
+            result["failed"] = f"{result['errors']} client error(s): {result.get('error', '')}"
+        result["seconds"] = seconds
+        results[key] = result
+    for entry in entries:
+        if "failed" in results[entry.system]:
+            await pool.drop(entry.server)  # start clean for the next row
+    return [results[entry.system] for entry in entries]
+
+
 # --- codec (bench/codec.py, written separately) ---------------------------------
 
 CODEC_ROW = re.compile(
@@ -609,6 +656,14 @@ async def run_all(
                 pool.start(needed),
             )
             for group in (g for g in groups if g.workload != "idle"):
+                if group.in_turn:
+                    entries = rotated(group.entries, repeat)
+                    for entry, result in zip(
+                        entries, await measure_in_turn(pool, entries, group, s), strict=True
+                    ):
+                        results.setdefault(f"{group.key}/{entry.system}", []).append(result)
+                        log(f"   {group.key:<20} {entry.system:<9} {brief(result)}")
+                    continue
                 for entry in rotated(group.entries, repeat):
                     try:
                         server = await pool.get(entry.server)
@@ -697,7 +752,10 @@ SECTIONS = {
     "echo": (
         "Echo",
         "{n} clients, one message (100 characters) in flight each; messages/s over {t} s "
-        "after {w} s of warm-up. Round trips are client-side.",
+        "after {w} s of warm-up. The systems of a row are all connected at once and take "
+        "turns in ten slices (two with --smoke), so that they meet the same noise from the "
+        "machine. Every long-poll client speaks through a lean HTTP/1.1 client "
+        "(bench/leanhttp.py). Round trips are client-side.",
     ),
     "push": (
         "Push",
