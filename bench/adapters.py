@@ -11,7 +11,10 @@ and drives every server the same way:
 - ``close()``: release everything; never raises.
 
 Polling and event-stream adapters read in a background task into an inbox;
-WebSocket adapters read the socket directly in ``recv()``.
+WebSocket adapters read the socket directly in ``recv()``. Polling adapters
+send every request through :mod:`leanhttp` (a bare keep-alive connection per
+lane) rather than aiohttp's client, so that the load generator costs far less
+per request than any server; WebSockets and event streams use aiohttp's.
 
 The wires:
 

@@ -19,7 +19,7 @@ from yarl import URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-import leanhttp  # noqa: E402
+import leanhttp
 
 
 @pytest.fixture

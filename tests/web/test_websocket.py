@@ -239,3 +239,57 @@ async def test_a_reply_is_written_as_a_frame_without_a_coroutine_unless_it_may_w
         await ws.send_str(big)
         assert (await ws.receive(timeout=5)).data == big
         assert len(drained) == 1
+
+
+async def test_a_broadcast_frames_its_message_once_for_every_websocket(aiohttp_client, monkeypatch):
+    """Each session of a broadcast holds the same str: the flush frames it once and
+    writes those bytes to every socket. A session with more queued, or a second
+    broadcast in the same turn of the loop, still gets exactly its own messages."""
+    from bullet_py.core import frames
+
+    framed: list[bytes] = []
+    original = frames.text
+
+    def counting_text(data: bytes) -> bytes:
+        framed.append(data)
+        return original(data)
+
+    monkeypatch.setattr(frames, "text", counting_text)
+    app, endpoint = make_app()
+    client = await aiohttp_client(app)
+    pairs = []  # (socket, its session)
+    for n in range(1, 4):
+        ws = await client.ws_connect("/bullet")
+        client.session.cookie_jar.clear()  # three pages, three sessions
+        await wait_for(lambda n=n: len(endpoint.registry) == n)
+        known = {c for _, c in pairs}
+        (conn,) = [c for c in endpoint.registry if c not in known]
+        pairs.append((ws, conn))
+    sockets = [ws for ws, _ in pairs]
+    by_session = {conn.session_id: ws for ws, conn in pairs}
+    (_, first), (_, second), (_, third) = pairs
+    try:
+        assert await endpoint.hub.broadcast("to all é😀") == 3
+        for ws in sockets:
+            assert await ws.receive_str(timeout=5) == "to all é😀"
+        assert framed == ["to all é😀".encode()]
+
+        framed.clear()
+        assert first.send("only for the first")
+        assert endpoint.hub.deliver_local("one") == 3  # first holds two: the general path
+        assert [await by_session[first.session_id].receive_str(timeout=5) for _ in "12"] == [
+            "only for the first",
+            "one",
+        ]
+        for conn in (second, third):
+            assert await by_session[conn.session_id].receive_str(timeout=5) == "one"
+        assert framed == [b"one"]  # framed once for the two one-message sessions
+
+        framed.clear()
+        assert second.send("b") and third.send("c")  # one turn, two different messages
+        assert await by_session[second.session_id].receive_str(timeout=5) == "b"
+        assert await by_session[third.session_id].receive_str(timeout=5) == "c"
+        assert framed == [b"b", b"c"]
+    finally:
+        for ws in sockets:
+            await ws.close()

@@ -462,7 +462,10 @@ class _Flusher:
     def __call__(self) -> None:
         if not self.scheduled:
             self.scheduled = True
-            self.batch.add(self)
+            batch = self.batch  # joins the loop's next flush (one callback for all)
+            if not batch.pending:
+                batch.loop.call_soon(batch.run)
+            batch.pending.append(self)
 
     def start_writer(self) -> None:
         """The session's ``on_wake``: start the writer task if it has work and is not running.
@@ -481,11 +484,41 @@ class _Flusher:
         self.scheduled = False
         conn = self.conn
         outbox = conn.outbox
+        peer = self.peer
+        transport = peer.transport
+        if (
+            len(outbox) == 1
+            and conn.core.replay is None
+            and not conn.closed
+            and not peer.close_sent
+            and not transport.is_closing()
+            and not transport.get_write_buffer_size()
+        ):
+            # One message, as a broadcast leaves in each of its sessions: the
+            # loop below without its lists, and the frame made once for all of
+            # the broadcast's sessions (the same str in each).
+            message = outbox.peek()
+            assert message is not None  # len(outbox) == 1
+            batch = self.batch
+            if message is batch.last_text:
+                frame = batch.last_frame
+            else:
+                try:
+                    data = message.encode("utf-8")  # as in _write_now
+                except UnicodeEncodeError:
+                    data = utf8(message)
+                frame = frames.text(data) if len(data) <= _FLUSH_MAX_BYTES else b""
+                batch.last_text, batch.last_frame = message, frame
+            if frame:
+                outbox.take()
+                transport.write(frame)
+                conn.recorder.message_out("websocket", 1)
+            if outbox or conn.closed:
+                conn.wake_writer()
+            return
         # core.take counts the message as sent for a counting client's replay;
         # without one, the outbox's own take is all it would do.
         take = outbox.take if conn.core.replay is None else conn.core.take
-        peer = self.peer
-        transport = peer.transport
         while (
             outbox
             and not conn.closed
@@ -516,7 +549,7 @@ class _Flusher:
 class _Batch:
     """The sessions of one event loop with something queued, flushed by one callback."""
 
-    __slots__ = ("__weakref__", "loop", "pending")
+    __slots__ = ("__weakref__", "last_frame", "last_text", "loop", "pending")
 
     _of_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batch]] = (
         weakref.WeakKeyDictionary()
@@ -525,6 +558,10 @@ class _Batch:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.pending: list[_Flusher] = []
+        # The last one-message flush's text and frame, kept for one run: a
+        # broadcast puts the same str in every session.
+        self.last_text: str | None = None
+        self.last_frame = b""
 
     @classmethod
     def of_running_loop(cls) -> _Batch:
@@ -534,19 +571,17 @@ class _Batch:
             batch = cls._of_loop[loop] = cls(loop)
         return batch
 
-    def add(self, flusher: _Flusher) -> None:
-        if not self.pending:
-            self.loop.call_soon(self.run)
-        self.pending.append(flusher)
-
     def run(self) -> None:
         pending, self.pending = self.pending, []
-        for flusher in pending:
-            try:
-                flusher.flush()
-            except Exception:  # never leave the other sessions unflushed
-                logger.exception("websocket flush failed")
-                flusher.conn.wake_writer()
+        try:
+            for flusher in pending:
+                try:
+                    flusher.flush()
+                except Exception:  # never leave the other sessions unflushed
+                    logger.exception("websocket flush failed")
+                    flusher.conn.wake_writer()
+        finally:
+            self.last_text, self.last_frame = None, b""  # hold no message between runs
 
 
 class _Keepalive:
