@@ -5,7 +5,9 @@ of :mod:`adapters`) and a :class:`ServerProbe` that reads the server's CPU
 time and RSS from ``/proc``, and returns a flat dict of figures.
 
 - ``echo``: N clients, one message in flight each, for ``duration`` seconds
-  after ``warmup`` → messages/s, p50/p99 round trip.
+  after ``warmup`` → messages/s, p50/p99 round trip. ``echo_in_turn`` does the
+  same for several servers at once, taking turns in short slices, so that
+  their ratios do not depend on when each ran (``bench/run.py``'s echo rows).
 - ``push``: each client asks for ``window`` messages (``push:K``) and asks
   again each time ``K`` have arrived, keeping ``windows`` requests
   outstanding → delivered messages/s (and, with one message in flight, the
