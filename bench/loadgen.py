@@ -206,6 +206,11 @@ async def _measure(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    return _rates(done, elapsed, server_cpu, own_cpu)
+
+
+def _rates(done: int, elapsed: float, server_cpu: float, own_cpu: float) -> dict[str, float]:
+    """The figures of ``done`` messages in ``elapsed`` seconds of measuring."""
     return {
         "rate": done / elapsed,
         "messages": done,
@@ -213,6 +218,36 @@ async def _measure(
         "client_cpu": own_cpu / elapsed,
         "server_us_per_msg": 1e6 * server_cpu / done if done else float("nan"),
     }
+
+
+def _round_trips(window: Window) -> dict[str, Any]:
+    """An echo's round-trip percentiles and errors, from its window."""
+    return {
+        "p50_ms": 1000 * percentile(window.samples, 0.50),
+        "p99_ms": 1000 * percentile(window.samples, 0.99),
+        "errors": window.errors,
+        "error": window.error_text,
+    }
+
+
+async def _echo_loop(
+    client: adapters.Client, window: Window, gate: asyncio.Event | None = None
+) -> None:
+    """Send, await the echo, check it, count it; forever (while ``gate`` is set, if given)."""
+    try:
+        while True:
+            if gate is not None and not gate.is_set():
+                await gate.wait()
+            sent = time.perf_counter()
+            await client.send(ECHO_TEXT)
+            reply = await client.recv()
+            if reply != ECHO_TEXT:
+                raise ValueError(f"echo mismatch: {reply[:40]!r}")
+            window.count += 1
+            if window.recording:
+                window.samples.append(time.perf_counter() - sent)
+    except Exception as exc:
+        window.failed(exc)
 
 
 async def echo(
@@ -223,31 +258,11 @@ async def echo(
     async with new_http() as http:
         clients = await connect_all(make, http, n, budget=30)
         try:
-
-            async def loop(client: adapters.Client) -> None:
-                try:
-                    while True:
-                        sent = time.perf_counter()
-                        await client.send(ECHO_TEXT)
-                        reply = await client.recv()
-                        if reply != ECHO_TEXT:
-                            raise ValueError(f"echo mismatch: {reply[:40]!r}")
-                        window.count += 1
-                        if window.recording:
-                            window.samples.append(time.perf_counter() - sent)
-                except Exception as exc:
-                    window.failed(exc)
-
-            figures = await _measure([loop(c) for c in clients], window, probe, warmup, duration)
+            loops = [_echo_loop(c, window) for c in clients]
+            figures = await _measure(loops, window, probe, warmup, duration)
         finally:
             await close_all(clients)
-    return {
-        **figures,
-        "p50_ms": 1000 * percentile(window.samples, 0.50),
-        "p99_ms": 1000 * percentile(window.samples, 0.99),
-        "errors": window.errors,
-        "error": window.error_text,
-    }
+    return {**figures, **_round_trips(window)}
 
 
 async def echo_in_turn(
@@ -278,22 +293,6 @@ async def echo_in_turn(
     clients: dict[str, list[adapters.Client]] = {}
     tasks: list[asyncio.Task[None]] = []
 
-    async def loop(client: adapters.Client, window: Window, gate: asyncio.Event) -> None:
-        try:
-            while True:
-                if not gate.is_set():
-                    await gate.wait()
-                sent = time.perf_counter()
-                await client.send(ECHO_TEXT)
-                reply = await client.recv()
-                if reply != ECHO_TEXT:
-                    raise ValueError(f"echo mismatch: {reply[:40]!r}")
-                if window.recording:
-                    window.count += 1
-                    window.samples.append(time.perf_counter() - sent)
-        except Exception as exc:
-            window.failed(exc)
-
     async with new_http() as http:
         try:
             for key, make in makes.items():
@@ -304,9 +303,11 @@ async def echo_in_turn(
             running = [key for key in makes if key in clients]
             for key in running:
                 tasks += [
-                    asyncio.ensure_future(loop(c, windows[key], gates[key])) for c in clients[key]
+                    asyncio.ensure_future(_echo_loop(c, windows[key], gates[key]))
+                    for c in clients[key]
                 ]
-            spent = {key: [0.0, 0.0, 0.0] for key in running}  # seconds, server CPU, own CPU
+            # per system: seconds, server CPU, own CPU, messages, all while recorded
+            spent = {key: [0.0, 0.0, 0.0, 0] for key in running}
             for key in running:  # warm-up, in turn
                 gates[key].set()
                 await asyncio.sleep(warmup)
@@ -318,13 +319,14 @@ async def echo_in_turn(
                     gates[key].set()
                     await asyncio.sleep(settle)
                     cpu, own, began = probe.cpu(), time.process_time(), time.perf_counter()
-                    window.recording = True
+                    count, window.recording = window.count, True
                     await asyncio.sleep(duration / slices)
                     window.recording = False
                     totals = spent[key]
                     totals[0] += time.perf_counter() - began
                     totals[1] += probe.cpu() - cpu
                     totals[2] += time.process_time() - own
+                    totals[3] += window.count - count
                     gates[key].clear()
         finally:
             for task in tasks:
@@ -333,18 +335,10 @@ async def echo_in_turn(
             for opened in clients.values():
                 await close_all(opened)
     for key in running:
-        window, (elapsed, server_cpu, own_cpu) = windows[key], spent[key]
-        done = window.count
+        elapsed, server_cpu, own_cpu, done = spent[key]
         results[key] = {
-            "rate": done / elapsed,
-            "messages": done,
-            "server_cpu": server_cpu / elapsed,
-            "client_cpu": own_cpu / elapsed,
-            "server_us_per_msg": 1e6 * server_cpu / done if done else float("nan"),
-            "p50_ms": 1000 * percentile(window.samples, 0.50),
-            "p99_ms": 1000 * percentile(window.samples, 0.99),
-            "errors": window.errors,
-            "error": window.error_text,
+            **_rates(int(done), elapsed, server_cpu, own_cpu),
+            **_round_trips(windows[key]),
         }
     return results
 

@@ -507,11 +507,16 @@ async def measure(server: Server, entry: Entry, group: Group, s: Settings) -> di
             )
     except Exception as exc:
         return {"failed": f"{type(exc).__name__}: {exc}"[:300] + f" [{server.tail()}]"}
+    return judged(result, server, time.monotonic() - began)
+
+
+def judged(result: dict[str, Any], server: Server, seconds: float) -> dict[str, Any]:
+    """A row's figures, marked failed if its server died or a client saw an error."""
     if not server.alive:
         result["failed"] = f"server died: {server.tail()}"
     elif result.get("errors"):
         result["failed"] = f"{result['errors']} client error(s): {result.get('error', '')}"
-    result["seconds"] = time.monotonic() - began
+    result["seconds"] = seconds
     return result
 
 
@@ -547,11 +552,9 @@ async def measure_in_turn(
         server = servers[key]
         if "failed" in result:
             result["failed"] += f" [{server.tail()}]"
-        elif not server.alive:
-            result["failed"] = f"server died: {server.tail()}"
-        elif result.get("errors"):
-            result["failed"] = f"{result['errors']} client error(s): {result.get('error', '')}"
-        result["seconds"] = seconds
+            result["seconds"] = seconds
+        else:
+            judged(result, server, seconds)
         results[key] = result
     for entry in entries:
         if "failed" in results[entry.system]:

@@ -9,9 +9,11 @@ bare socket, on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -28,14 +30,12 @@ async def server() -> AsyncIterator[tuple[URL, list[int]]]:
     ports: list[int] = []
 
     async def length(request: web.Request) -> web.Response:
-        ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
         body = await request.read()
         response = web.Response(body=b"got:" + body, content_type="text/plain")
         response.set_cookie("sid", "abc", httponly=True)
         return response
 
     async def chunked(request: web.Request) -> web.StreamResponse:
-        ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
         response = web.StreamResponse()
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -45,16 +45,19 @@ async def server() -> AsyncIterator[tuple[URL, list[int]]]:
         return response
 
     async def closing(request: web.Request) -> web.Response:
-        ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
         response = web.Response(text="last")
         response.force_close()
         return response
 
     async def empty(request: web.Request) -> web.Response:
-        ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
         return web.Response(status=204)
 
-    app = web.Application()
+    @web.middleware
+    async def note_port(request: web.Request, handler: Any) -> web.StreamResponse:
+        ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
+        return await handler(request)
+
+    app = web.Application(middlewares=[note_port])
     app.router.add_route("*", "/length", length)
     app.router.add_get("/chunked", chunked)
     app.router.add_get("/closing", closing)
@@ -68,6 +71,23 @@ async def server() -> AsyncIterator[tuple[URL, list[int]]]:
         yield URL(f"http://127.0.0.1:{port}"), ports
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def _bare_server(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[tuple[URL, leanhttp.Lane]]:
+    """A bare TCP server on 127.0.0.1 answering with ``serve``, and a lane to it."""
+    bare = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = bare.sockets[0].getsockname()[1]
+    lane = leanhttp.Lane("127.0.0.1", port)
+    try:
+        async with asyncio.timeout(10):
+            yield URL(f"http://127.0.0.1:{port}"), lane
+    finally:
+        lane.close()
+        bare.close()
+        await bare.wait_closed()
 
 
 def _head(base: URL, method: str, path: str, length: int | None = None) -> bytes:
@@ -123,19 +143,10 @@ async def test_a_body_ended_by_the_close_and_a_broken_answer() -> None:
         await writer.drain()
         writer.close()
 
-    bare = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = bare.sockets[0].getsockname()[1]
-    base = URL(f"http://127.0.0.1:{port}")
-    lane = leanhttp.Lane("127.0.0.1", port)
-    try:
-        async with asyncio.timeout(10):
-            whole = await lane.request(_head(base, "GET", "/"))
-            with pytest.raises(leanhttp.HTTPError, match="not an HTTP answer"):
-                await lane.request(_head(base, "GET", "/"))
-    finally:
-        lane.close()
-        bare.close()
-        await bare.wait_closed()
+    async with _bare_server(answer) as (base, lane):
+        whole = await lane.request(_head(base, "GET", "/"))
+        with pytest.raises(leanhttp.HTTPError, match="not an HTTP answer"):
+            await lane.request(_head(base, "GET", "/"))
     assert (whole.status, whole.body) == (200, b"until the end")
 
 
@@ -169,20 +180,11 @@ async def test_a_kept_connection_closed_under_a_request_gets_it_sent_again_once(
         finally:
             writer.close()
 
-    bare = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = bare.sockets[0].getsockname()[1]
-    base = URL(f"http://127.0.0.1:{port}")
-    lane = leanhttp.Lane("127.0.0.1", port)
-    try:
-        async with asyncio.timeout(10):
-            first = await lane.request(_head(base, "GET", "/"))
-            second = await lane.request(_head(base, "GET", "/"))
-            lane.close()
-            with pytest.raises(leanhttp.HTTPError, match="connection closed"):
-                await lane.request(_head(base, "GET", "/"))
-    finally:
+    async with _bare_server(serve) as (base, lane):
+        first = await lane.request(_head(base, "GET", "/"))
+        second = await lane.request(_head(base, "GET", "/"))
         lane.close()
-        bare.close()
-        await bare.wait_closed()
+        with pytest.raises(leanhttp.HTTPError, match="connection closed"):
+            await lane.request(_head(base, "GET", "/"))
     assert (first.body, second.body) == (b"1", b"2")
     assert connections == 3

@@ -503,10 +503,7 @@ class _Flusher:
             if message is batch.last_text:
                 frame = batch.last_frame
             else:
-                try:
-                    data = message.encode("utf-8")  # as in _write_now
-                except UnicodeEncodeError:
-                    data = utf8(message)
+                data = utf8(message)  # once per broadcast: the call costs nothing here
                 frame = frames.text(data) if len(data) <= _FLUSH_MAX_BYTES else b""
                 batch.last_text, batch.last_frame = message, frame
             if frame:
