@@ -68,11 +68,10 @@ class Hub:
     ) -> int:
         """Push ``message`` to every session (of ``group``); how many were reached here."""
         count = self.deliver_local(message, group=group, exclude=exclude)
-        if self.broker.distributed:
-            await self.broker.publish(
-                Envelope(
-                    Kind.BROADCAST, message, group=group, exclude=exclude, origin=self.process_id
-                )
+        broker = self.broker
+        if broker.distributed:
+            await broker.publish_broadcast(
+                message, group=group, exclude=exclude, origin=self.process_id
             )
         return count
 

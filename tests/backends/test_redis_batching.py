@@ -22,7 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from bullet_py import Options
+from bullet_py import BackendError, Options
 from bullet_py.backends.base import Envelope, Kind, Taken
 from bullet_py.backends.redis import RedisBackend
 from bullet_py.backends.redis.bus import BusReader
@@ -35,6 +35,12 @@ from tests.backends.conftest import RedisServer
 def entry(n: int, message: str = "m", kind: str = "broadcast") -> dict[str, str]:
     """A bus entry as a group holds it (no ``o``)."""
     return {"k": kind, "m": message, "n": str(n)}
+
+
+def group_of(origin: str, *entries: dict[str, str]) -> dict[str, str]:
+    """The stream entry of a group holding ``entries`` (as the writer keeps them: JSON text)."""
+    texts = [json.dumps(e, ensure_ascii=False) for e in entries]
+    return group_fields(origin, texts, entries[-1]["n"])
 
 
 def settings(max_writes: int = 10, max_bytes: int = 1000) -> Settings:
@@ -188,15 +194,67 @@ async def test_a_group_stops_at_its_size_bound() -> None:
         assert sum(sizes) <= GROUP_MAX
 
 
-def test_a_group_entry_holds_every_entry_in_order_with_its_own_number() -> None:
-    fields = group_fields("me", [entry(7, "a\ud800é"), entry(8, "b")])
+async def test_a_group_entry_holds_every_entry_in_order_with_its_own_number() -> None:
+    bus, client = writer(max_writes=100, max_bytes=100_000)
+    assert bus.publish({"k": "broadcast", "m": 'a\ud800é"\\\n'})
+    assert bus.publish({"k": "send", "m": "b", "s": "S1"})
+    await flushed(bus)
+    (((name, fields),),) = client.sent
+    assert name == "xadd"
     assert fields["k"] == "many"
     assert fields["o"] == "me"
-    assert fields["n"] == "8"
+    assert fields["n"] == "2"
     assert json.loads(fields["e"]) == [
-        {"k": "broadcast", "m": "a\ud800é", "n": "7"},
-        {"k": "broadcast", "m": "b", "n": "8"},
+        {"k": "broadcast", "m": 'a\ud800é"\\\n', "n": "1"},
+        {"k": "send", "m": "b", "s": "S1", "n": "2"},
     ]
+
+
+#: Broadcasts a backend publishes: (message, group, exclude). Quotes, backslashes,
+#: control characters, non-ASCII and a lone surrogate travel in the JSON text.
+BROADCASTS = [
+    ("plain", None, None),
+    ('q"uote\\back\nline\x00\x1f', None, None),
+    ("é€😀\ud800", "room:1", None),
+    ("to all but one", None, "S" * 22),
+    ("both", 'g"1', "x\\"),
+    ("y" * 600, None, None),  # large: appended on its own, never grouped
+    ("z" * (BIG_ENTRY - 70), "g", "x"),  # small enough to be grouped
+]
+
+
+async def test_a_backends_broadcasts_reach_readers_as_their_envelopes() -> None:
+    """The broadcast path makes its entry's text itself; readers see what ``publish`` sent."""
+    backend = RedisBackend("redis://127.0.0.1:1/0", prefix="p")
+    client = _Client()
+    backend._link.client = client  # type: ignore[assignment]
+    backend._link._scripts = _Scripts()  # type: ignore[assignment]
+    for message, group, exclude in BROADCASTS:
+        await backend.publish_broadcast(message, group=group, exclude=exclude, origin="hub")
+    await flushed(backend._writer)
+    (commands,) = client.sent
+    assert [name for name, _ in commands] == ["xadd", "append", "xadd"]
+    other, got = reader()
+    for name, sent in commands:
+        if name == "xadd":
+            other.dispatch(sent)
+        else:  # append.lua's 3 keys and 5 fixed arguments, then name, value, name, value...
+            flat = sent[8:]
+            other.dispatch(dict(zip(flat[::2], flat[1::2], strict=True)))
+    assert [(e.kind, e.message, e.group, e.exclude) for e in got] == [
+        (Kind.BROADCAST, m, g, x) for m, g, x in BROADCASTS
+    ]
+    assert {e.origin for e in got} == {backend.worker_id}
+
+
+async def test_a_broadcast_the_full_buffer_refuses_is_an_error() -> None:
+    backend = RedisBackend("redis://127.0.0.1:1/0", prefix="p", buffer_max_writes=2)
+    backend._link.client = _Client()  # type: ignore[assignment]
+    for message in ("a", "b"):
+        await backend.publish_broadcast(message, group=None, exclude=None, origin="hub")
+    with pytest.raises(BackendError, match="buffer is full"):
+        await backend.publish_broadcast("c", group=None, exclude=None, origin="hub")
+    assert backend.buffered == 2
 
 
 async def test_a_group_sent_is_sealed_and_sent_again_whole_after_a_failure() -> None:
@@ -266,10 +324,10 @@ def reader(me: str = "reader") -> tuple[BusReader, list[Envelope]]:
 
 def test_a_reader_delivers_a_groups_entries_in_order_once() -> None:
     bus, got = reader()
-    first = group_fields("w1", [entry(1, "a"), entry(2, "b")])
+    first = group_of("w1", entry(1, "a"), entry(2, "b"))
     bus.dispatch(first)
     bus.dispatch(first)  # a group written again after an unclear failure
-    bus.dispatch(group_fields("w1", [entry(2, "b"), entry(3, "c")]))  # regrouped on replay
+    bus.dispatch(group_of("w1", entry(2, "b"), entry(3, "c")))  # regrouped on replay
     assert [(e.message, e.origin, e.kind) for e in got] == [
         ("a", "w1", Kind.BROADCAST),
         ("b", "w1", Kind.BROADCAST),
@@ -279,7 +337,7 @@ def test_a_reader_delivers_a_groups_entries_in_order_once() -> None:
 
 def test_a_reader_skips_its_own_groups() -> None:
     bus, got = reader(me="w1")
-    bus.dispatch(group_fields("w1", [entry(1, "a"), entry(2, "b")]))
+    bus.dispatch(group_of("w1", entry(1, "a"), entry(2, "b")))
     assert got == []
 
 

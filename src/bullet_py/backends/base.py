@@ -58,6 +58,18 @@ class Broker(abc.ABC):
     async def publish(self, envelope: Envelope) -> None:
         """Send ``envelope`` to every other process."""
 
+    async def publish_broadcast(
+        self, message: str, *, group: str | None, exclude: str | None, origin: str
+    ) -> None:
+        """Send a broadcast to every other process (``Hub.broadcast`` calls this).
+
+        The default wraps it in an :class:`Envelope` for :meth:`publish`; a
+        broker may override it to skip making one, on the path of every push.
+        """
+        await self.publish(
+            Envelope(Kind.BROADCAST, message, group=group, exclude=exclude, origin=origin)
+        )
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop listening and release connections."""

@@ -70,14 +70,30 @@ from redis import exceptions as redis_errors
 from ...config import Options
 from ...exceptions import BackendError
 from ...logs import log_event
-from ..base import Broker, Deliver, Envelope, LocalSessions, Located, SessionStore, Taken
+from ..base import (
+    Broker,
+    Deliver,
+    Envelope,
+    Kind,
+    LocalSessions,
+    Located,
+    SessionStore,
+    Taken,
+)
 from .bus import BusReader, envelope_fields
 from .forward import Forwarder
-from .link import TRANSIENT, Link, Settings
+from .link import BIG_ENTRY, TRANSIENT, Link, Settings
 from .store import Store
 from .takeover import catch_up
 from .workers import Heartbeat
-from .writer import Writer
+from .writer import Writer, quote
+
+_BUFFER_FULL = "Redis unreachable and the local buffer is full; push not sent"
+#: A broadcast whose message, group and excluded id are shorter in total is
+#: grouped (its names, kind, origin and number fit in the rest of BIG_ENTRY).
+_SMALL_PUSH = BIG_ENTRY - 64
+_BROADCAST_KIND = '"k":"' + Kind.BROADCAST.value + '","m":'
+
 
 logger = logging.getLogger("bullet_py")
 
@@ -308,7 +324,28 @@ class RedisBackend(Broker, SessionStore):
             TypeError: an ``info`` payload JSON cannot carry.
         """
         if not self._writer.publish(envelope_fields(envelope)):
-            raise BackendError("Redis unreachable and the local buffer is full; push not sent")
+            raise BackendError(_BUFFER_FULL)
+
+    async def publish_broadcast(
+        self, message: str, *, group: str | None, exclude: str | None, origin: str
+    ) -> None:
+        """A small broadcast's entry made straight from its parts: no Envelope, no dict.
+
+        Raises:
+            BackendError: Redis is unreachable and the local buffer is full.
+        """
+        if len(message) + len(group or "") + len(exclude or "") >= _SMALL_PUSH:
+            await self.publish(
+                Envelope(Kind.BROADCAST, message, group=group, exclude=exclude, origin=origin)
+            )
+            return
+        members = _BROADCAST_KIND + quote(message)
+        if group is not None:
+            members += ',"g":' + quote(group)
+        if exclude is not None:
+            members += ',"x":' + quote(exclude)
+        if not self._writer.publish_small(members):
+            raise BackendError(_BUFFER_FULL)
 
     # --- SessionStore (see .store and .forward) ---------------------------------------
 
