@@ -64,34 +64,9 @@ def settings(max_writes: int = 10, max_bytes: int = 1000) -> Settings:
     )
 
 
-class _Pipe:
-    """Records the commands of each pipeline; answers with the client's next replies."""
-
-    def __init__(self, client: _Client) -> None:
-        self.client = client
-        self.commands: list[tuple[str, Any]] = []
-
-    async def __aenter__(self) -> _Pipe:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    def xadd(self, name: str, fields: dict[str, str], **options: Any) -> None:
-        self.commands.append(("xadd", dict(fields)))
-
-    def evalsha(self, script: str, keys: int, *args: Any) -> None:
-        self.commands.append((script, args))
-
-    async def execute(self, raise_on_error: bool) -> list[Any]:
-        self.client.sent.append(self.commands)
-        self.client.asked.set()
-        await self.client.gate.wait()
-        replies = self.client.replies.pop(0) if self.client.replies else None
-        return replies if replies is not None else ["1-1"] * len(self.commands)
-
-
 class _Client:
+    """Stands for Redis: records the commands of each round trip, answers with ``replies``."""
+
     def __init__(self) -> None:
         self.sent: list[list[tuple[str, Any]]] = []  # the commands of each round trip
         self.replies: list[list[Any]] = []  # the replies of the next round trips (else ids)
@@ -99,22 +74,50 @@ class _Client:
         self.asked = asyncio.Event()  # a round trip was sent
         self.gate.set()
 
-    def pipeline(self, transaction: bool) -> _Pipe:
-        return _Pipe(self)
+
+class _Lane:
+    """The writer's lane, recording each command as ``("xadd", fields)`` or ``(script, args)``."""
+
+    def __init__(self, client: _Client) -> None:
+        self.client = client
+
+    async def execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        recorded: list[tuple[str, Any]] = []
+        for command in commands:
+            if command[0] == "XADD":
+                assert command[2:6] == ("MAXLEN", "~", 1000, "*")
+                pairs = command[6:]
+                recorded.append(("xadd", dict(zip(pairs[::2], pairs[1::2], strict=True))))
+            else:  # EVALSHA sha keys-count keys... args...
+                assert command[0] == "EVALSHA"
+                recorded.append((command[1], command[3:]))
+        client = self.client
+        client.sent.append(recorded)
+        client.asked.set()
+        await client.gate.wait()
+        replies = client.replies.pop(0) if client.replies else None
+        return replies if replies is not None else ["1-1"] * len(commands)
 
 
 class _Scripts:
     loaded = True
 
-    def queue(self, pipe: _Pipe, call: Call) -> None:
-        pipe.evalsha(call.script, len(call.keys), *call.keys, *call.args)
+    def command(self, call: Call) -> tuple[Any, ...]:
+        return ("EVALSHA", call.script, len(call.keys), *call.keys, *call.args)
+
+
+def connected(link: Link) -> _Client:
+    """``link`` as if its backend had started, talking to a recording client."""
+    client = _Client()
+    link.client = client  # type: ignore[assignment]
+    link.lane = _Lane(client)  # type: ignore[assignment]
+    link._scripts = _Scripts()  # type: ignore[assignment]
+    return client
 
 
 def writer(max_writes: int = 10, max_bytes: int = 1000) -> tuple[Writer, _Client]:
     link = Link(settings(max_writes, max_bytes), "me")
-    client = _Client()
-    link.client = client  # type: ignore[assignment]
-    link._scripts = _Scripts()  # type: ignore[assignment]
+    client = connected(link)
     return Writer(link), client
 
 
@@ -225,10 +228,8 @@ BROADCASTS = [
 
 async def test_a_backends_broadcasts_reach_readers_as_their_envelopes() -> None:
     """The broadcast path makes its entry's text itself; readers see what ``publish`` sent."""
-    backend = RedisBackend("redis://127.0.0.1:1/0", prefix="p")
-    client = _Client()
-    backend._link.client = client  # type: ignore[assignment]
-    backend._link._scripts = _Scripts()  # type: ignore[assignment]
+    backend = RedisBackend("redis://127.0.0.1:1/0", prefix="p", bus_maxlen=1000)
+    client = connected(backend._link)
     for message, group, exclude in BROADCASTS:
         await backend.publish_broadcast(message, group=group, exclude=exclude, origin="hub")
     await flushed(backend._writer)
@@ -249,7 +250,7 @@ async def test_a_backends_broadcasts_reach_readers_as_their_envelopes() -> None:
 
 async def test_a_broadcast_the_full_buffer_refuses_is_an_error() -> None:
     backend = RedisBackend("redis://127.0.0.1:1/0", prefix="p", buffer_max_writes=2)
-    backend._link.client = _Client()  # type: ignore[assignment]
+    connected(backend._link)
     for message in ("a", "b"):
         await backend.publish_broadcast(message, group=None, exclude=None, origin="hub")
     with pytest.raises(BackendError, match="buffer is full"):

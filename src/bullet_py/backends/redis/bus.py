@@ -102,8 +102,7 @@ class BusReader:
 
     async def run_forever(self, position: str | None) -> None:
         link = self._link
-        reader = link.reader
-        assert reader is not None
+        lane = link.require_read_lane()
         backoff = link.settings.backoff()
         block_ms = int(link.block * 1000)
         fresh = True  # check the server after every (re)connection
@@ -117,8 +116,8 @@ class BusReader:
                 if fresh:
                     await self._check_server(position)
                     fresh = False
-                reply: Any = await reader.xread(
-                    {link.bus: position}, count=_READ_COUNT, block=block_ms
+                reply: Any = await lane.call(
+                    "XREAD", "COUNT", _READ_COUNT, "BLOCK", block_ms, "STREAMS", link.bus, position
                 )
             except TRANSIENT as exc:
                 link.went_offline(exc, "read")
@@ -131,24 +130,23 @@ class BusReader:
                 continue
             backoff.reset()
             link.came_online()
-            for _stream, entries in reply or ():
-                for entry_id, fields in entries:
-                    # Back-pressure: an entry may make many writes (a broadcast to
-                    # many polling sessions here); while the buffer is over half
-                    # full, the entries wait in the stream rather than be refused.
-                    # Another worker's group is decoded first, to wait for room
-                    # for all its entries.
-                    group = self._decoded_group(fields)
-                    await self._room(1 if group is None else len(group))
-                    position = entry_id
-                    link.current_entry = entry_id
-                    try:
-                        self.dispatch(fields, group)
-                    except Exception:
-                        logger.exception("bus entry could not be handled")
-                    finally:
-                        link.current_entry = ""
-                        link.position = entry_id
+            for entry_id, fields in stream_entries(reply):
+                # Back-pressure: an entry may make many writes (a broadcast to
+                # many polling sessions here); while the buffer is over half
+                # full, the entries wait in the stream rather than be refused.
+                # Another worker's group is decoded first, to wait for room
+                # for all its entries.
+                group = self._decoded_group(fields)
+                await self._room(1 if group is None else len(group))
+                position = entry_id
+                link.current_entry = entry_id
+                try:
+                    self.dispatch(fields, group)
+                except Exception:
+                    logger.exception("bus entry could not be handled")
+                finally:
+                    link.current_entry = ""
+                    link.position = entry_id
 
     async def _check_server(self, position: str) -> None:
         """After a reconnection: did Redis restart, did the bus drop entries we had not read?"""
@@ -279,6 +277,22 @@ class BusReader:
                 if fields.get("x") != session_id:
                     held.append((entry, fields.get("m", "")))
         return False
+
+
+def stream_entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
+    """The entries of a raw ``XREAD`` reply of one stream, each ``(id, fields)``, in order.
+
+    ``None`` when the read timed out; RESP2 answers ``[[stream, entries]]``,
+    RESP3 ``{stream: entries}``; an entry is ``[id, [name, value, ...]]``.
+    """
+    if not reply:
+        return []
+    streams = reply.values() if isinstance(reply, dict) else (entries for _, entries in reply)
+    return [
+        (entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+        for entries in streams
+        for entry_id, flat in entries
+    ]
 
 
 def concerns(fields: dict[str, str], session_id: str) -> bool:

@@ -17,6 +17,7 @@ from redis.backoff import EqualJitterBackoff, NoBackoff
 
 from ...exceptions import BackendError
 from ...logs import log_event
+from .lane import Lane
 from .packing import hiredis_packing
 from .scripts import Call, Scripts
 
@@ -115,7 +116,9 @@ class Link:
         self.settings = settings
         self.worker_id = worker_id
         self.client: aioredis.Redis | None = None  # commands
-        self.reader: aioredis.Redis | None = None  # the bus reader's blocking reads
+        self.lane: Lane | None = None  # the write buffer's batches (a connection of its own)
+        self.reader: aioredis.Redis | None = None  # the bus reader's checks after reconnecting
+        self.read_lane: Lane | None = None  # the bus reader's blocking reads
         self._scripts: Scripts | None = None
         self.seq = itertools.count(1)  # this process's bus entries, queue pushes, requests
         # The bus entry being handed on now ("" outside), and the last one handed on:
@@ -163,9 +166,11 @@ class Link:
         """Create the clients (they connect on first use)."""
         settings = self.settings
         self.client = self._connect(pool_size=settings.pool_size, timeout=settings.socket_timeout)
+        self.lane = Lane(self.client)
         self._scripts = Scripts(self.client)
         if not settings.write_only:
             self.reader = self._connect(pool_size=1, timeout=settings.socket_timeout + self.block)
+            self.read_lane = Lane(self.reader)
 
     @property
     def block(self) -> float:
@@ -192,6 +197,16 @@ class Link:
         if self.client is None:
             raise BackendError("the backend is not started")
         return self.client
+
+    def require_lane(self) -> Lane:
+        if self.lane is None:
+            raise BackendError("the backend is not started")
+        return self.lane
+
+    def require_read_lane(self) -> Lane:
+        if self.read_lane is None:
+            raise BackendError("the backend is not started, or writes only")
+        return self.read_lane
 
     @property
     def scripts(self) -> Scripts:
@@ -240,6 +255,9 @@ class Link:
         self.online.set()
 
     async def aclose(self) -> None:
+        for lane in (self.lane, self.read_lane):
+            if lane is not None:
+                await lane.aclose()
         for client in (self.client, self.reader):
             if client is not None:
                 with contextlib.suppress(Exception):  # closing what may be broken already

@@ -8,10 +8,11 @@ which pipelines it (:meth:`Scripts.queue`).
 
 Scripts are registered with redis-py's own helper (``register_script``: an
 ``AsyncScript`` computes the SHA and runs EVALSHA, loading the script again
-when Redis answers NOSCRIPT). The write buffer's pipeline does not go through
-``AsyncScript.__call__``: on a pipeline that adds a ``SCRIPT EXISTS`` round
-trip before every batch. It sends EVALSHA with the registered SHA itself, after
-one :meth:`Scripts.load` per Redis server (again once Redis answers NOSCRIPT).
+when Redis answers NOSCRIPT). The write buffer does not go through
+``AsyncScript.__call__``: in a pipeline that adds a ``SCRIPT EXISTS`` round
+trip before every batch. It sends EVALSHA with the registered SHA itself
+(:meth:`Scripts.command`), after one :meth:`Scripts.load` per Redis server
+(again once Redis answers NOSCRIPT).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from importlib.resources import files
 from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 #: Every script, by file name (``lua/<name>.lua``); ``lib.lua`` is prepended to each.
@@ -96,10 +96,9 @@ class Scripts:
             await pipe.execute()
         self.loaded = True
 
-    def queue(self, pipe: Pipeline, call: Call) -> None:
-        """Add ``call`` to a pipeline (after :meth:`load`)."""
-        sha = self._by_name[call.script].sha
-        pipe.evalsha(sha, len(call.keys), *call.keys, *call.args)
+    def command(self, call: Call) -> tuple[Arg, ...]:
+        """``call`` as the EVALSHA command the writer sends (after :meth:`load`)."""
+        return ("EVALSHA", self._by_name[call.script].sha, len(call.keys), *call.keys, *call.args)
 
 
 # --- one wrapper per script ---------------------------------------------------------------

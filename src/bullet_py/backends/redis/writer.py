@@ -280,32 +280,35 @@ class Writer:
         return True
 
     async def _execute(self, batch: list[_Write]) -> list[Any]:
-        """Send ``batch`` in one pipeline; one result per write, in order."""
+        """Send ``batch`` in one round trip on the writer's lane; one result per write, in order."""
         link = self._link
         client = link.require_client()
         scripts = link.scripts
         if not scripts.loaded:
             await scripts.load(client)
         bus, maxlen = link.bus, link.settings.bus_maxlen
-        async with client.pipeline(transaction=False) as pipe:
-            for write in batch:
-                if write.call is not None:
-                    scripts.queue(pipe, write.call)
-                elif write.group is not None:
-                    group = write.group
-                    fields: dict[str, str]
-                    if len(group) == 1:  # alone: a plain entry, as readers parse fastest
-                        fields = json.loads(group[0])
-                        fields["o"] = link.worker_id
-                    else:
-                        fields = group_fields(link.worker_id, group, write.last)
-                    # Small: bounded by the entry count alone, at the cost of one XADD.
-                    pipe.xadd(bus, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-                elif write.fields is not None:
-                    scripts.queue(pipe, self._append(write.fields))
+        commands: list[tuple[Any, ...]] = []
+        for write in batch:
+            if write.call is not None:
+                commands.append(scripts.command(write.call))
+            elif write.group is not None:
+                group = write.group
+                fields: dict[str, str]
+                if len(group) == 1:  # alone: a plain entry, as readers parse fastest
+                    fields = json.loads(group[0])
+                    fields["o"] = link.worker_id
                 else:
-                    raise AssertionError("a bus write without fields")
-            return list(await pipe.execute(raise_on_error=False))
+                    fields = group_fields(link.worker_id, group, write.last)
+                # Small: bounded by the entry count alone (MAXLEN ~), at the cost of one XADD.
+                command: list[Any] = ["XADD", bus, "MAXLEN", "~", maxlen, "*"]
+                for pair in fields.items():
+                    command += pair
+                commands.append(tuple(command))
+            elif write.fields is not None:
+                commands.append(scripts.command(self._append(write.fields)))
+            else:
+                raise AssertionError("a bus write without fields")
+        return await link.require_lane().execute(commands)
 
     def _append(self, fields: dict[str, str]) -> Call:
         """A large bus entry or a forwarded POST, appended within the bus's bounds."""
