@@ -126,7 +126,7 @@ class RedisBackend(Broker, SessionStore):
             at each heartbeat). Forwarded POSTs are kept ``forward_timeout`` at
             most (their POST was answered by then).
         socket_timeout: a Redis command taking longer counts as an outage.
-        pool_size: connections for commands (the bus reader has its own).
+        pool_size: connections for commands (the write buffer and the bus reader have their own).
         write_only: for a process that runs no server (a job): it can push,
             broadcast and send ``info``, and reads nothing.
     """

@@ -22,9 +22,9 @@ A group holds its entries as JSON text, made when each is published
 (:func:`entry_members`, or the backend's own for a broadcast), not as dicts
 encoded at flush time: a string is one object the cyclic collector never
 visits, where a dict waiting for its round trip was walked by every young
-collection, and joining texts costs less than encoding dicts. Measured on a
-stream of broadcasts (``bench/redis_cost.py``), publishing and grouping went
-from 5.6 µs to about 1.5 µs of Python per push.
+collection, and joining texts costs less than encoding dicts. A broadcast
+published and grouped (no Redis, 100 per flush) went from 6.4 µs to 2.4 µs
+of Python on the 2-core test machine.
 """
 
 from __future__ import annotations
