@@ -3,6 +3,7 @@
     python bench/redis_cost.py              # about three minutes (3 rounds)
     python bench/redis_cost.py --smoke      # a few seconds, tiny counts (the figures mean nothing)
     python bench/redis_cost.py --profile DIR  # cProfile each server: DIR/<setup>-<port>.prof
+    python bench/redis_cost.py --only 'push|echo' --json out.json  # some cells; raw figures
 
 Starts its own ``redis-server`` (a free port of 127.0.0.1, no persistence) and
 the server processes of ``bench/cluster.py`` (its ``Bench`` handler, every rate
@@ -38,8 +39,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -471,13 +474,27 @@ async def run(args: argparse.Namespace) -> dict[str, list[float]]:
             "b.queue": lambda: long_poll([pone], True, args),
             "two.queue": lambda: long_poll([p0, p1], True, args),
         }
-        figures: dict[str, list[float]] = {key: [] for key, _, _ in CELLS}
+        figures: dict[str, list[float]] = {key: [] for key in cells(args)}
         for turn in range(args.repeats):
-            for key, _, _ in CELLS:
+            for key in figures:
                 figures[key].append(await workloads[key]())
                 if args.verbose:
                     print(f"round {turn + 1} {key}: {figures[key][-1]:,.0f}", file=sys.stderr)
     return figures
+
+
+def cells(args: argparse.Namespace) -> list[str]:
+    """The keys of the cells to measure (``--only``: a regex searched in each key)."""
+    return [key for key, _, _ in CELLS if not args.only or re.search(args.only, key)]
+
+
+def ratios(figures: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Each ratio whose two cells were measured: its value in every round."""
+    return {
+        what: [n / d for n, d in zip(figures[num], figures[den], strict=True) if d]
+        for what, _, num, den in RATIOS
+        if num in figures and den in figures
+    }
 
 
 def _spread(values: list[float], fmt: str) -> str:
@@ -501,11 +518,13 @@ def report(figures: dict[str, list[float]], args: argparse.Namespace) -> str:
     ]
     names = {"push": "pushes", "echo": "long-poll echo msgs", "queue": "long-poll via queue msgs"}
     for key, setup, workload in CELLS:
-        lines.append(f"| {setup} | {names[workload]} | {_spread(figures[key], ',.0f')} |")
+        if key in figures:
+            lines.append(f"| {setup} | {names[workload]} | {_spread(figures[key], ',.0f')} |")
     lines += ["", "| ratio (per round, then the median) | target | measured |", "|---|---:|---:|"]
-    for what, target, num, den in RATIOS:
-        ratios = [n / d for n, d in zip(figures[num], figures[den], strict=True) if d]
-        lines.append(f"| {what} | {target} | {_spread(ratios, '.2f')} |")
+    measured = ratios(figures)
+    for what, target, _, _ in RATIOS:
+        if what in measured:
+            lines.append(f"| {what} | {target} | {_spread(measured[what], '.2f')} |")
     lines += [
         "",
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}; "
@@ -527,13 +546,20 @@ def main() -> None:
     parser.add_argument("--profile", help="cProfile every server into this directory")
     parser.add_argument("--verbose", action="store_true", help="each figure as it is measured")
     parser.add_argument("--smoke", action="store_true", help="tiny counts, a few seconds")
+    parser.add_argument("--only", help="regex searched in each cell's key (a.push, b.echo...)")
+    parser.add_argument("--json", type=Path, help="also write the figures and ratios here")
     args = parser.parse_args()
     if args.smoke:
         args.pages, args.pushes, args.clients, args.repeats = 3, 60, 3, 1
         args.warmup, args.duration = 0.2, 0.3
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
-    print(report(asyncio.run(run(args)), args))
+    if not cells(args):
+        parser.error(f"--only {args.only!r} matches no cell")
+    figures = asyncio.run(run(args))
+    print(report(figures, args))
+    if args.json:
+        args.json.write_text(json.dumps({"figures": figures, "ratios": ratios(figures)}))
 
 
 if __name__ == "__main__":

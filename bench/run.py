@@ -16,6 +16,12 @@ The original Erlang Bullet (system ``erlang``) runs when it has been built
 (bench/peers/erlang/setup.sh; ``ERLANG_BULLET_DIR`` if built elsewhere than the
 default); otherwise it is skipped and the report says why.
 
+Last, ``bench/redis_cost.py`` measures what Redis costs (one worker on Redis
+against the in-memory store, cross-worker against same-worker pushes, 1 against
+2 workers), its push and long-poll echo cells, unpinned (it runs redis-server,
+its workers and its clients side by side); ``--no-redis`` leaves it out, and it
+is skipped with the reason when there is no ``redis-server``.
+
 The markdown goes to stdout (and ``--out``); progress goes to stderr. The exit
 status is 1 if any row failed (a server that would not start or died, a
 client error, a timeout), else 0.
@@ -28,6 +34,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -41,8 +48,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from operator import le
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +239,7 @@ class Settings:
     codec_repeats: int = 15
     quiet: float = 0.5  # idle: how long the server must be calm before RSS is read
     pin: bool = True  # servers on CPU 0, load generator on CPU 1 (smoke: off, for speed)
+    redis_args: tuple[str, ...] = ()  # more arguments for bench/redis_cost.py
     systems: tuple[str, ...] = (
         "aiohttp",
         "aiohttp-uv",
@@ -254,6 +264,7 @@ SMOKE = Settings(
     codec_repeats=2,
     quiet=0.2,
     pin=False,
+    redis_args=("--smoke",),
     systems=("aiohttp", "plain", "plain-uv", "bullet", "erlang"),
 )
 
@@ -615,6 +626,54 @@ def run_codec(s: Settings) -> dict[str, Any]:
     return {"rows": rows, "header": done.stdout.splitlines()[0] if done.stdout else ""}
 
 
+# --- Redis (bench/redis_cost.py, written separately) -------------------------------
+
+#: Its cells run here: pushes and long-poll echoes (the polling queue has no target).
+REDIS_CELLS = r"\.(push|echo)$"
+#: Its ratios that have a target: (its name for the ratio, this report's, the least).
+REDIS_TARGETS = (
+    ("pushes, redis 1 worker / memory (b/a)", "Redis, pushes: 1 worker ÷ in memory", 0.8),
+    (
+        "long-poll echo, redis 1 worker / memory (b/a)",
+        "Redis, long-poll echo: 1 worker ÷ in memory",
+        0.8,
+    ),
+    ("pushes, cross-worker / same-worker (d/c)", "Redis, pushes: cross- ÷ same-worker", 0.8),
+)
+#: The CPUs this process may use before main() pins it to the client core.
+ALL_CPUS = frozenset(os.sched_getaffinity(0))
+
+
+def run_redis(s: Settings) -> dict[str, Any]:
+    """Run bench/redis_cost.py (unpinned, as it is meant to run); its report and ratios."""
+    if shutil.which("redis-server") is None:
+        return {"skipped": "no redis-server on PATH (scripts/setup.sh installs it)"}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "redis.json"
+        command = [sys.executable, str(BENCH / "redis_cost.py"), "--only", REDIS_CELLS]
+        command += ["--repeats", str(s.repeats), "--json", str(raw), *s.redis_args]
+        try:
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                cwd=ROOT,
+                check=False,
+                env={**os.environ, **CHILD_ENV},
+                preexec_fn=lambda: os.sched_setaffinity(0, ALL_CPUS),
+            )
+        except subprocess.TimeoutExpired:
+            return {"failed": "bench/redis_cost.py timed out"}
+        if done.returncode != 0 or not raw.exists():
+            return {
+                "failed": f"bench/redis_cost.py: exit {done.returncode}",
+                "text": (done.stdout + done.stderr)[-2000:],
+            }
+        measured = json.loads(raw.read_text())
+    return {"report": done.stdout.strip(), "ratios": measured["ratios"]}
+
+
 # --- the run -----------------------------------------------------------------------
 
 
@@ -846,6 +905,7 @@ def report(
     results: Results,
     codec: list[dict[str, Any]],
     meta: dict[str, Any],
+    redis: dict[str, Any],
 ) -> str:
     out: list[str] = []
     w = out.append
@@ -942,11 +1002,24 @@ def report(
                 if c.get("text"):
                     w("```\n" + c["text"].strip()[:2000] + "\n```")
         w("")
-    w(targets(results, codec))
+    w("### Redis: what it costs\n")
+    if "report" in redis:
+        w(
+            "`bench/redis_cost.py`, its push and long-poll echo cells (redis-server, the "
+            "workers and the clients unpinned):\n"
+        )
+        w(redis["report"] + "\n")
+    elif "skipped" in redis:
+        w(f"Skipped: {redis['skipped']}.\n")
+    else:
+        w(f"bench/redis_cost.py failed: {redis.get('failed')}\n")
+        if redis.get("text"):
+            w("```\n" + redis["text"].strip() + "\n```\n")
+    w(targets(results, codec, redis))
     return "\n".join(out)
 
 
-def targets(results: Results, codec: list[dict[str, Any]]) -> str:
+def targets(results: Results, codec: list[dict[str, Any]], redis: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str, float, Callable[[float], bool]]] = []
 
     def add(
@@ -954,6 +1027,25 @@ def targets(results: Results, codec: list[dict[str, Any]]) -> str:
     ) -> None:
         rows.append((what, goal, shown or fmt_ratio(value), value, check))
 
+    # Issue #13's: the original Bullet, the least aiohttp WebSocket server, memory.
+    add(
+        "long-poll echo, msg/s, vs the original Erlang Bullet",
+        "≥ 1.0×",
+        ratio(results, "echo-poll/bullet", "echo-poll/erlang", "rate"),
+        lambda v: v >= 1.0,
+    )
+    add(
+        "WebSocket echo, msg/s, vs plain aiohttp",
+        "≥ 0.95×",
+        ratio(results, "echo-ws/bullet", "echo-ws/plain", "rate"),
+        lambda v: v >= 0.95,
+    )
+    add(
+        "memory per idle WebSocket, vs plain aiohttp",
+        "≤ 1.0×",
+        ratio(results, "idle-ws/bullet", "idle-ws/plain", "kib_per_conn"),
+        lambda v: v <= 1.0,
+    )
     add(
         "WebSocket echo, msg/s",
         "≥ 0.9× raw",
@@ -1028,6 +1120,9 @@ def targets(results: Results, codec: list[dict[str, Any]]) -> str:
             median(per_repeat),
             lambda v: v >= 1.0,
         )
+    measured = redis.get("ratios", {})
+    for name, what, least in REDIS_TARGETS:
+        add(what, f"≥ {least}×", median(measured.get(name, [])), functools.partial(le, least))
     lines = ["### Targets\n", "| target | goal | measured | met |", "|---|---|--:|:-:|"]
     for what, goal, shown, value, check in rows:
         verdict = "–" if math.isnan(value) else ("yes" if check(value) else "**no**")
@@ -1132,6 +1227,7 @@ def main() -> int:
         "socketio,sockjs",
     )
     parser.add_argument("--no-codec", action="store_true")
+    parser.add_argument("--no-redis", action="store_true", help="leave bench/redis_cost.py out")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     parser.add_argument("--json", type=Path, help="write every raw figure here")
     args = parser.parse_args()
@@ -1174,6 +1270,10 @@ def main() -> int:
     began = time.monotonic()
     try:
         results, codec = asyncio.run(run_all(s, groups, with_codec=not args.no_codec))
+        redis: dict[str, Any] = {"skipped": "--no-redis"}
+        if not args.no_redis:
+            log("== bench/redis_cost.py")
+            redis = run_redis(s)
     finally:
         kill_everything()
     meta = {
@@ -1183,7 +1283,7 @@ def main() -> int:
         "versions": versions(loop_name, "erlang" in s.systems),
         "notes": notes,
     }
-    text = report(s, groups, results, codec, meta)
+    text = report(s, groups, results, codec, meta, redis)
     print(text)
     if args.out:
         args.out.write_text(text)
@@ -1194,13 +1294,16 @@ def main() -> int:
                     "settings": dataclasses.asdict(s),
                     "results": results,
                     "codec": codec,
+                    "redis": redis,
                     "meta": meta,
                 },
                 indent=1,
             )
         )
-    failed = any("failed" in r for rs in results.values() for r in rs) or any(
-        "failed" in c for c in codec
+    failed = (
+        any("failed" in r for rs in results.values() for r in rs)
+        or any("failed" in c for c in codec)
+        or "failed" in redis
     )
     return 1 if failed else 0
 
