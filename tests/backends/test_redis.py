@@ -219,9 +219,9 @@ class TestRedisOnly(ClusterFixtures):
         await wait_for(lambda: sum(cluster.parked(s) for s in sids) == count, timeout=20)
         clients = await redis_client.client_list()
         pool = RedisBackend().pool_size
-        # 2 workers × (command pool, the writer's lane, the bus reader's lane and the
-        # connection of its checks), this test's client: not one per poll.
-        assert len(clients) <= 2 * (pool + 3) + 2 < count
+        # 2 workers × (command pool, the writer's lane, the bus reader's lane), this
+        # test's client: not one per poll.
+        assert len(clients) <= 2 * (pool + 2) + 2 < count
         for i, sid in enumerate(sids):
             await cluster.hub(i).send(sid, f"to{i}")
         assert [await asyncio.wait_for(p, 10) for p in polls] == [

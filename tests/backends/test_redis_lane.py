@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from bullet_py.backends.redis import RedisBackend
-from bullet_py.backends.redis.bus import stream_entries
+from bullet_py.backends.redis.bus import info_field, pairs, stream_entries
 from bullet_py.backends.redis.link import TRANSIENT, Link
 from tests.backends.conftest import RedisServer
 
@@ -141,6 +141,29 @@ async def test_a_raw_read_of_the_bus_gives_the_entries_redis_py_gives(
                 "XREAD", "COUNT", 10, "BLOCK", 50, "STREAMS", "bus", ids[-1]
             )
             assert stream_entries(timed_out) == []
+    finally:
+        await link.aclose()
+        await admin.aclose()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_the_readers_checks_parse_info_and_the_streams_trimmed_id(
+    redis_server: RedisServer, protocol: int
+) -> None:
+    """After a reconnection the bus reader asks INFO and XINFO STREAM on its lane, raw."""
+    link = opened(f"{redis_server.url}?protocol={protocol}")
+    admin: Any = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        async with asyncio.timeout(10):
+            lane = link.require_read_lane()
+            server = await admin.info("server")
+            assert info_field(await lane.call("INFO", "server"), "run_id") == server["run_id"]
+            assert info_field(await lane.call("INFO", "server"), "no_such_field") == ""
+            ids = [await admin.xadd("bus", {"k": "x"}) for _ in range(3)]
+            await admin.xdel("bus", ids[1])
+            stream = pairs(await lane.call("XINFO", "STREAM", "bus"))
+            assert stream["max-deleted-entry-id"] == ids[1]
+            assert stream["length"] == 2
     finally:
         await link.aclose()
         await admin.aclose()

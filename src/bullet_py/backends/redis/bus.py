@@ -149,18 +149,20 @@ class BusReader:
                     link.position = entry_id
 
     async def _check_server(self, position: str) -> None:
-        """After a reconnection: did Redis restart, did the bus drop entries we had not read?"""
-        reader = self._link.reader
-        assert reader is not None
-        info = await reader.info("server")
-        run_id = str(info.get("run_id", ""))
+        """After a reconnection: did Redis restart, did the bus drop entries we had not read?
+
+        Asked on the reader's lane, the connection its reads use: a connection
+        of its own left idle through an outage would fail once more after it.
+        """
+        lane = self._link.require_read_lane()
+        run_id = info_field(await lane.call("INFO", "server"), "run_id")
         if self._run_id is not None and run_id != self._run_id:
             log_event(logging.WARNING, "redis_restarted", note="unpersisted data is lost")
             self._link.scripts.loaded = False
             self._listener.redis_restarted()
         self._run_id = run_id
-        with contextlib.suppress(redis_errors.ResponseError):
-            stream = await reader.xinfo_stream(self._link.bus)
+        with contextlib.suppress(redis_errors.ResponseError):  # no bus yet
+            stream = pairs(await lane.call("XINFO", "STREAM", self._link.bus))
             trimmed = str(stream.get("max-deleted-entry-id", "0-0"))
             if id_after(trimmed, position):
                 log_event(logging.ERROR, "bus_gap", read_from=position, trimmed_to=trimmed)
@@ -293,6 +295,22 @@ def stream_entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
         for entries in streams
         for entry_id, flat in entries
     ]
+
+
+def info_field(reply: Any, name: str) -> str:
+    """Field ``name`` of a raw ``INFO`` reply (``name:value`` lines), "" when absent."""
+    prefix = name + ":"
+    for line in str(reply).splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    return ""
+
+
+def pairs(reply: Any) -> dict[str, Any]:
+    """A raw reply of names and values: a flat list (RESP2) or a map (RESP3)."""
+    if isinstance(reply, dict):
+        return reply
+    return dict(zip(reply[::2], reply[1::2], strict=True))
 
 
 def concerns(fields: dict[str, str], session_id: str) -> bool:

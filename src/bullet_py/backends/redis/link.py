@@ -117,8 +117,8 @@ class Link:
         self.worker_id = worker_id
         self.client: aioredis.Redis | None = None  # commands
         self.lane: Lane | None = None  # the write buffer's batches (a connection of its own)
-        self.reader: aioredis.Redis | None = None  # the bus reader's checks after reconnecting
-        self.read_lane: Lane | None = None  # the bus reader's blocking reads
+        self.reader: aioredis.Redis | None = None  # makes the bus reader's lane, never used
+        self.read_lane: Lane | None = None  # the bus reader's blocking reads and checks
         self._scripts: Scripts | None = None
         self.seq = itertools.count(1)  # this process's bus entries, queue pushes, requests
         # The bus entry being handed on now ("" outside), and the last one handed on:
@@ -130,6 +130,7 @@ class Link:
         self._offline_since: float | None = None
         self._settled_at = 0.0  # before this, do not declare other workers dead
         self.reconnects = 0  # times Redis answered again after an outage
+        self._closing_idle: set[asyncio.Task[Any]] = set()  # see _drop_idle_connections
         self.buffered: Callable[[], int] = lambda: 0  # writes waiting (set by the writer)
         self.ttl_ms = settings.session_ttl_ms  # keys of a session untouched this long expire
         self.maxlen = settings.bus_maxlen
@@ -227,6 +228,7 @@ class Link:
     def went_offline(self, exc: BaseException, during: str) -> None:
         if self.online.is_set() or self._offline_since is None:
             self._offline_since = asyncio.get_running_loop().time()
+            self._drop_idle_connections()
             log_event(
                 logging.WARNING,
                 "backend_disconnected",
@@ -251,8 +253,24 @@ class Link:
             )
             # Others may reconnect a little later: do not take them for dead yet.
             self._settled_at = loop.time() + self.settings.worker_ttl
+            self._drop_idle_connections()
         self._offline_since = None
         self.online.set()
+
+    def _drop_idle_connections(self) -> None:
+        """Close the command pool's idle connections when Redis went away or came back.
+
+        They were opened to the server that went away: the next command on one
+        would fail once more (redis-py does not always see the close first) and
+        report an outage that is over. The lanes replace their own connection
+        on the first failure; the pool makes new ones on demand.
+        """
+        client = self.client
+        if client is None:
+            return
+        task = asyncio.get_running_loop().create_task(_disconnect_idle(client))
+        self._closing_idle.add(task)
+        task.add_done_callback(self._closing_idle.discard)
 
     async def aclose(self) -> None:
         for lane in (self.lane, self.read_lane):
@@ -262,3 +280,8 @@ class Link:
             if client is not None:
                 with contextlib.suppress(Exception):  # closing what may be broken already
                     await client.aclose()
+
+
+async def _disconnect_idle(client: aioredis.Redis) -> None:
+    with contextlib.suppress(Exception):  # a pool being closed meanwhile
+        await client.connection_pool.disconnect(inuse_connections=False)
