@@ -25,17 +25,36 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt_install "${need_apt[@]}"
 fi
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-    || { echo "setup: bullet_py needs Python 3.11 or newer as python3" >&2; exit 1; }
+# The interpreter .venv is made from: $BULLET_PYTHON when set; else the system's
+# /usr/bin/python3 when it is 3.11 or newer, since a distribution builds CPython with
+# profile-guided and link-time optimisation while pyenv and plain source builds, by
+# default, do not (on the 2-core test machine Debian's 3.11 ran a Python loop 1.6x
+# and the server's long-poll POST 1.2x as fast as pyenv's 3.11.7,
+# docs/benchmarks.md); else python3 on PATH.
+is_311() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; }
+if [ -n "${BULLET_PYTHON:-}" ]; then
+    python=$BULLET_PYTHON
+elif [ -x /usr/bin/python3 ] && is_311 /usr/bin/python3; then
+    python=/usr/bin/python3
+else
+    python=python3
+fi
+is_311 "$python" \
+    || { echo "setup: bullet_py needs Python 3.11 or newer ($python)" >&2; exit 1; }
+home_of() { "$1" -c 'import os, sys; print(os.path.dirname(os.path.realpath(sys.executable)))'; }
 
-# .venv: made once, again if it no longer runs (its python3 was removed or upgraded).
-if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+# .venv: made once, again if it no longer runs (its python3 was removed or upgraded) or
+# was made from another interpreter than the one chosen above.
+made_from=$(sed -n 's/^home = //p' .venv/pyvenv.cfg 2>/dev/null || true)
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1 \
+    || [ "$(realpath -m "${made_from:-/nonexistent}")" != "$(home_of "$python")" ]; then
     rm -rf .venv
-    if ! python3 -m venv .venv >/dev/null 2>&1; then
+    echo "setup: .venv from $python ($("$python" -V 2>&1))"
+    if ! "$python" -m venv .venv >/dev/null 2>&1; then
         # Debian and Ubuntu ship venv's pip bootstrap (ensurepip) separately.
         rm -rf .venv
         apt_install python3-venv
-        python3 -m venv .venv
+        "$python" -m venv .venv
     fi
 fi
 
