@@ -344,10 +344,24 @@ def command(key: str, port: int) -> list[str]:
     return [*argv, "--host", "127.0.0.1", "--port", str(port)]
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nobody listens on, and not one this run handed out before.
+
+    The idle rows start all their servers at once: the kernel may offer a port
+    again once the probing socket is closed, before the first server bound it,
+    and one of the two servers then died with EADDRINUSE (seen in two full runs).
+    """
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
+    raise RuntimeError("no free port that was not handed out already")
 
 
 class Server:
