@@ -116,9 +116,8 @@ class BusReader:
                 if fresh:
                     await self._check_server(position)
                     fresh = False
-                reply: Any = await lane.call(
-                    "XREAD", "COUNT", _READ_COUNT, "BLOCK", block_ms, "STREAMS", link.bus, position
-                )
+                read = ("XREAD", "COUNT", _READ_COUNT, "BLOCK", block_ms, "STREAMS")
+                entries = stream_entries(await lane.call(*read, link.bus, position))
             except TRANSIENT as exc:
                 link.went_offline(exc, "read")
                 fresh = True
@@ -130,7 +129,7 @@ class BusReader:
                 continue
             backoff.reset()
             link.came_online()
-            for entry_id, fields in stream_entries(reply):
+            for entry_id, fields in entries:
                 # Back-pressure: an entry may make many writes (a broadcast to
                 # many polling sessions here); while the buffer is over half
                 # full, the entries wait in the stream rather than be refused.
