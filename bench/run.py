@@ -1,7 +1,7 @@
 """Run every benchmark against every server and print one markdown report.
 
-    python bench/run.py                 # full run: 3 repeats, about 8 minutes
-    python bench/run.py --smoke         # about 20 s: the aiohttp baselines, Bullet (and the
+    python bench/run.py                 # full run: 3 repeats, then Redis: about 12 minutes
+    python bench/run.py --smoke         # about 40 s: the aiohttp baselines, Bullet (and the
                                         # original Erlang Bullet when built), tiny N
     python bench/run.py --out report.md --json raw.json
 
