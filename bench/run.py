@@ -587,6 +587,31 @@ async def measure_in_turn(
     return [results[entry.system] for entry in entries]
 
 
+# --- scripts run whole (bench/codec.py, bench/redis_cost.py) ----------------------
+
+
+def run_child(
+    command: list[str], *, timeout: float, cpus: frozenset[int] | None = None
+) -> subprocess.CompletedProcess[str] | None:
+    """Run a benchmark script to its end from the project's root; None if it timed out.
+
+    ``cpus``: the CPUs it may use (it inherits this process's, the client core's, else).
+    """
+    try:
+        return subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+            check=False,
+            env={**os.environ, **CHILD_ENV},
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
+        )
+    except subprocess.TimeoutExpired:
+        return None
+
+
 # --- codec (bench/codec.py, written separately) ---------------------------------
 
 CODEC_ROW = re.compile(
@@ -610,17 +635,8 @@ def run_codec(s: Settings) -> dict[str, Any]:
         "--repeats",
         str(s.codec_repeats),
     ]
-    try:
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-            check=False,
-            env={**os.environ, **CHILD_ENV},
-        )
-    except subprocess.TimeoutExpired:
+    done = run_child(command, timeout=120)
+    if done is None:
         return {"failed": "bench/codec.py timed out"}
     rows = {}
     for line in done.stdout.splitlines():
@@ -666,18 +682,8 @@ def run_redis(s: Settings) -> dict[str, Any]:
         raw = Path(tmp) / "redis.json"
         command = [sys.executable, str(BENCH / "redis_cost.py"), "--only", REDIS_CELLS]
         command += ["--repeats", str(s.repeats), "--json", str(raw), *s.redis_args]
-        try:
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                timeout=900,
-                cwd=ROOT,
-                check=False,
-                env={**os.environ, **CHILD_ENV},
-                preexec_fn=lambda: os.sched_setaffinity(0, ALL_CPUS),
-            )
-        except subprocess.TimeoutExpired:
+        done = run_child(command, timeout=900, cpus=ALL_CPUS)
+        if done is None:
             return {"failed": "bench/redis_cost.py timed out"}
         if done.returncode != 0 or not raw.exists():
             return {
