@@ -82,6 +82,13 @@ class RateLimiter:
         self._buckets[key] = (tokens - 1.0, now)
         return True
 
+    def would_allow(self, key: str, now: float) -> bool:
+        """Whether ``allow(key, now)`` would be True, spending nothing."""
+        entry = self._buckets.get(key)
+        if entry is None:
+            return True  # a new key starts with a full bucket (burst >= 1)
+        return _refill(entry[0], entry[1], now, self.rate, self.burst) >= 1.0
+
     def _forget_one_idle(self, key: str, now: float) -> None:
         """Drop the least recently used key if its bucket has refilled: a full bucket is
         the same as no entry, so keys that went quiet cost nothing (amortised O(1))."""

@@ -92,6 +92,10 @@ class DirectAnswer:
         return self._written
 
     @property
+    def body(self) -> bytes:
+        return self._body
+
+    @property
     def content_length(self) -> int:
         return len(self._body)
 

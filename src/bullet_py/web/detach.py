@@ -15,6 +15,9 @@ pin this against the installed aiohttp (pyproject.toml bounds its range).
 from __future__ import annotations
 
 import asyncio
+from typing import cast
+
+from aiohttp import web
 
 
 def release(inner: asyncio.BaseProtocol, transport: asyncio.Transport) -> None:
@@ -43,3 +46,30 @@ class _RestoreTransport:
 
     def __call__(self, _: object) -> None:
         self.inner.transport = self.transport  # type: ignore[attr-defined]
+
+
+class _Detached:
+    """What a handler that took its socket returns to aiohttp: nothing to write, no next request.
+
+    aiohttp's handler calls ``prepare`` and ``write_eof`` and reads
+    ``keep_alive`` (its connection is already gone: see :func:`release`);
+    with no access log (the callers check) nothing else is read.
+    """
+
+    __slots__ = ()
+
+    status = 200
+    reason = "OK"
+    keep_alive = False
+    prepared = True
+    body_length = 0
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+#: The response of a request whose socket left aiohttp (web/parkedpoll.py, web/postlane.py).
+DETACHED = cast(web.StreamResponse, _Detached())

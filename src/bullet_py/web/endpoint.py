@@ -32,7 +32,8 @@ from ..handler import HandlerFactory
 from ..hub import Hub
 from ..logs import log_event, session_hash
 from ..registry import Registry, new_session_id
-from . import eventsource, polling, websocket
+from . import eventsource, polling, postlane, websocket
+from .answer import DirectAnswer, ok_bytes
 from .exchange import Cut, Exchange, client_address
 from .resume import park, resumes
 from .sweep import Sweep
@@ -71,6 +72,7 @@ class BulletEndpoint:
         self.hub = Hub(self.registry, broker)
         self.shutting_down = False
         self.views: set[Cut] = set()  # streams serving parked sessions (web/view.py)
+        self.post_lanes: set[postlane.PostLane] = set()  # connections off aiohttp (web/postlane.py)
         # Every WebSocket's keep-alive check, on one timer (web/sweep.py).
         self.keepalives = Sweep(self.options.ws_ping_interval or 1.0)
         self._sweeper: asyncio.Task[None] | None = None
@@ -112,6 +114,8 @@ class BulletEndpoint:
         worker, which takes them over; ``on_close`` runs there when they end.
         """
         self.shutting_down = True
+        for lane in list(self.post_lanes):
+            lane.close_if_idle()  # as aiohttp closes its idle keep-alive connections
         if self.hub.store.holds_queues:
             await self._hand_off()
         queued = 0
@@ -368,12 +372,24 @@ class BulletEndpoint:
                 response = await polling.serve_poll(self, exchange)
             else:
                 response = await polling.serve_send(self, exchange)
+                if isinstance(response, DirectAnswer):
+                    response = self._keep_on_lane(exchange, response)
         except ProtocolError as refused:
             self.hub.recorder.refused(refused.status_hint, refused.reason or refused.event or "-")
             response = await _refusal(request, transport, refused, peer.client)
         if opts.allowed_origins is not None and not response.prepared:
             response.headers.update(self.cors_headers(request))  # none without an allow-list
         return response
+
+    def _keep_on_lane(self, exchange: Exchange, answer: DirectAnswer) -> web.StreamResponse:
+        """Answer a ``POST`` and keep its connection on a lane (web/postlane.py) where it may."""
+        conn = self.registry.get(exchange.session_id)
+        request = exchange.request
+        if conn is not None and not conn.closed:
+            manager = postlane.lane_manager(self, request)
+            if manager is not None:
+                return postlane.enter(self, request, ok_bytes(answer.body), manager)
+        return answer.as_response()
 
     def resolve_peer(self, request: web.Request) -> Peer:
         """The scheme, host and client address, believing a trusted proxy's headers."""
@@ -389,17 +405,7 @@ class BulletEndpoint:
                 or "X-Forwarded-Host" in headers
             )
         ):
-            # What resolve() answers a direct client: nothing forwarded to parse.
-            # The same few answers again and again (Peer is immutable): made once.
-            key = (request.scheme, headers.get("Host", ""), remote)
-            peer = self._direct.get(key)
-            if peer is None:
-                peer = Peer(*key)
-                if len(key[1]) <= _MEMO_LENGTH:
-                    if len(self._direct) >= 1024:
-                        self._direct.clear()
-                    self._direct[key] = peer
-            return peer
+            return self.direct_peer(request.scheme, headers.get("Host", ""), remote)
         return resolve(
             peer=remote,
             scheme=request.scheme,
@@ -411,39 +417,66 @@ class BulletEndpoint:
             x_forwarded_host=headers.getall("X-Forwarded-Host", ()),
         )
 
+    def direct_peer(self, scheme: str, host: str, remote: str | None) -> Peer:
+        """What :func:`resolve` answers a client that is not a trusted proxy: made once.
+
+        The same few answers come again and again (a Peer is immutable).
+        """
+        key = (scheme, host, remote)
+        peer = self._direct.get(key)
+        if peer is None:
+            peer = Peer(*key)
+            if len(host) <= _MEMO_LENGTH:
+                if len(self._direct) >= 1024:
+                    self._direct.clear()
+                self._direct[key] = peer
+        return peer
+
     def _host_ok(self, request: web.Request, peer: Peer) -> bool:
         """The Host (the forwarded one behind a trusted proxy) is one this endpoint serves."""
-        loopback = False
-        if self.allowed_hosts is None:
-            # Only then does the socket matter: on loopback, loopback names only.
-            transport = request.transport
-            sockname = None if transport is None else transport.get_extra_info("sockname")
-            key = sockname[0] if isinstance(sockname, tuple) and sockname else sockname
-            try:
-                loopback = self._loopback[key]
-            except (KeyError, TypeError):
-                loopback = is_loopback_socket(sockname)
-                if isinstance(key, str) and len(self._loopback) < 64:
-                    self._loopback[key] = loopback
-        if not peer.host:
+        return self.host_served(peer.host, self.on_loopback(request.transport))
+
+    def on_loopback(self, transport: asyncio.BaseTransport | None) -> bool:
+        """Whether the socket is a loopback one, where only loopback names are served.
+
+        Only without ``allowed_hosts`` does the socket matter (False otherwise).
+        """
+        if self.allowed_hosts is not None:
+            return False
+        sockname = None if transport is None else transport.get_extra_info("sockname")
+        key = sockname[0] if isinstance(sockname, tuple) and sockname else sockname
+        try:
+            return self._loopback[key]
+        except (KeyError, TypeError):
+            loopback = is_loopback_socket(sockname)
+            if isinstance(key, str) and len(self._loopback) < 64:
+                self._loopback[key] = loopback
+            return loopback
+
+    def host_served(self, host: str, loopback: bool) -> bool:
+        """Whether this endpoint serves ``host`` (on a loopback socket or not)."""
+        if not host:
             return True  # no Host (HTTP/1.0): nothing to misdirect
-        key = (peer.host, loopback)
+        key = (host, loopback)
         served = self._hosts.get(key)
         if served is None:
-            served = host_allowed(peer.host, self.allowed_hosts, loopback=loopback)
+            served = host_allowed(host, self.allowed_hosts, loopback=loopback)
             if len(self._hosts) >= 1024:
                 self._hosts.clear()  # many names: an attacker's, not worth keeping
             self._hosts[key] = served
         return served
 
     def _origin_ok(self, request: web.Request, peer: Peer, origin: str | None) -> bool:
-        """The request comes from this endpoint's own origin or an allowed one.
+        """The request comes from this endpoint's own origin or an allowed one."""
+        return self.origin_ok(origin, request.headers.get("Sec-Fetch-Site"), peer)
+
+    def origin_ok(self, origin: str | None, sec_fetch_site: str | None, peer: Peer) -> bool:
+        """Whether ``origin`` (with its ``Sec-Fetch-Site``) may use this endpoint.
 
         A browser sends ``Origin`` on every ``POST``, its own page's too: the
         verdict on (origin, Sec-Fetch-Site, scheme, host) is remembered, since
         parsing two origins costs more than the rest of the checks.
         """
-        sec_fetch_site = request.headers.get("Sec-Fetch-Site")
         opts = self.options
         if origin is None:
             return origin_allowed(

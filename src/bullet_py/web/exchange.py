@@ -107,6 +107,11 @@ def tab_id(request: web.Request) -> str | None:
     tab = request.headers.get("X-Bullet-Tab")
     if not tab and "bullet_tab" in request.raw_path:  # the query is parsed (and kept) only then
         tab = request.query.get("bullet_tab")
+    return well_formed_tab(tab)
+
+
+def well_formed_tab(tab: str | None) -> str | None:
+    """``tab`` if it is a well-formed tab id (8 to 64 token characters), else None."""
     if tab and 8 <= len(tab) <= 64 and _TAB_CHARS.issuperset(tab):
         return tab
     return None
@@ -115,11 +120,25 @@ def tab_id(request: web.Request) -> str | None:
 def read_cookie(request: web.Request, name: str) -> str | None:
     """The value of cookie ``name`` ("" or None when there is none).
 
-    Read by hand when the header holds no quoting and the value is a plain
-    token (every id this server issues is): aiohttp's full cookie parser
-    costs more than the rest of a poll's routing. Anything else goes to it.
+    Read by hand where it can be (:func:`plain_cookie`); anything else goes to
+    aiohttp's cookie parser.
     """
     header = request.headers.get("Cookie")
+    value = plain_cookie(header, name)
+    return request.cookies.get(name) if value is NEEDS_PARSER else value
+
+
+#: What :func:`plain_cookie` answers for a header only the full cookie parser may read.
+NEEDS_PARSER = "\0"
+
+
+def plain_cookie(header: str | None, name: str) -> str | None:
+    """Cookie ``name`` read from a ``Cookie`` header by hand, or :data:`NEEDS_PARSER`.
+
+    By hand only where the header holds no quoting and the value is a plain
+    token (every id this server issues is): aiohttp's full cookie parser
+    costs more than the rest of a poll's routing.
+    """
     if header is None or name not in header:
         return None
     key = (header, name)
@@ -139,7 +158,7 @@ def read_cookie(request: web.Request, name: str) -> str | None:
                     _COOKIES.clear()  # many headers: not worth keeping
                 _COOKIES[key] = value
             return value
-    return request.cookies.get(name)
+    return NEEDS_PARSER
 
 
 # What read_cookie found in a Cookie header (short ones only), so that it reads each once.

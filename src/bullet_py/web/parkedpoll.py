@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..core.text import xhr_body
 from ..logs import log_event, session_hash
 from .answer import direct_allowed, no_content_bytes, ok_bytes
-from .detach import release
+from .detach import DETACHED, release
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -116,7 +116,7 @@ class DetachedPoll(asyncio.Protocol):
         transport.set_protocol(self)
         release(inner, transport)
         future.add_done_callback(self)
-        return _PARKED
+        return DETACHED
 
     # --- the answer ----------------------------------------------------------
 
@@ -192,32 +192,6 @@ class DetachedPoll(asyncio.Protocol):
         self.writing_paused = False
         if self.answered and not self.transport.is_closing():
             self._hand_back()  # aiohttp's handler must not get a resume it never paused for
-
-
-class _Parked:
-    """What a parked poll's handler returns to aiohttp: nothing to write, no next request.
-
-    aiohttp's handler calls ``prepare`` and ``write_eof`` and reads
-    ``keep_alive`` (its connection is already gone: see web/detach.py); with
-    no access log (:func:`parkable`) nothing else is read.
-    """
-
-    __slots__ = ()
-
-    status = 200
-    reason = "OK"
-    keep_alive = False
-    prepared = True
-    body_length = 0
-
-    async def prepare(self, request: web.BaseRequest) -> None:
-        return None
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None
-
-
-_PARKED = cast(web.StreamResponse, _Parked())
 
 
 def park(
