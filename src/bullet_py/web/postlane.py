@@ -29,7 +29,7 @@ keep-alive timeout and when the endpoint stops.
 
 It is entered only where nobody could tell (:func:`lane_manager`): the
 conditions of a direct answer, no access log, no ``authorize`` hook, no CORS
-allow-list, a path without a query.
+allow-list, an ASCII path without a query.
 ``tests/web/test_post_lane.py`` holds it to the endpoint's answers.
 """
 
@@ -122,6 +122,7 @@ def lane_manager(endpoint: LaneEndpoint, request: web.Request) -> Any:
         or opts.allowed_origins is not None
         or endpoint.shutting_down
         or "?" in request.raw_path
+        or not request.raw_path.isascii()
         or request.remote is None
     ):
         return None
