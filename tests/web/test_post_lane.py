@@ -21,7 +21,13 @@ from bullet_py import Connection, Handler
 from bullet_py.core.ratelimit import RateLimiter
 from bullet_py.logs import Recorder
 from bullet_py.web.endpoint import BulletEndpoint
-from bullet_py.web.postlane import _PENDING_MAX, read_post
+from bullet_py.web.postlane import (
+    _HEAD_MEMO_LENGTH,
+    _HEAD_MEMO_SIZE,
+    _HEADS,
+    _PENDING_MAX,
+    read_post,
+)
 from tests.deploy.servers import make_certificate
 from tests.helpers import POLL_HEADERS, make_app, wait_for
 
@@ -483,3 +489,13 @@ def test_read_post_takes_the_lower_limits() -> None:
     head = len(request) - len(b"\r\n\r\nhi")  # request line and headers
     assert read_post(request, _LINE, head_max=head) is not None
     assert read_post(request, _LINE, head_max=head - 1) is None
+
+
+def test_heads_read_are_remembered_within_a_bound() -> None:
+    for i in range(_HEAD_MEMO_SIZE + 10):
+        request = _LINE + b"X-Count: %d\r\nContent-Length: 2\r\n\r\nhi" % i
+        assert read_post(request, _LINE) is not None
+        assert len(_HEADS) <= _HEAD_MEMO_SIZE
+    long_head = _LINE + b"X-Long: " + b"a" * _HEAD_MEMO_LENGTH + b"\r\nContent-Length: 2\r\n\r\nhi"
+    assert read_post(long_head, _LINE) is not None
+    assert not any(len(head) > _HEAD_MEMO_LENGTH for head in _HEADS)

@@ -60,9 +60,10 @@ _PENDING_MAX = 2**16
 _HEAD_MAX = 8190
 _HEADERS_MAX = 128
 
-#: A head with anything but printable ASCII, tabs and line ends goes to aiohttp.
-_UNUSUAL = re.compile(rb"[^\t\r\n\x20-\x7e]")
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Header lines a lane reads itself: a token, a colon, printable ASCII and tabs, CRLF
+#: between lines. Anything else (a folded line, a bare CR or LF, other bytes) goes to aiohttp.
+_LINE = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*"
+_HEADERS = re.compile(_LINE + rb"(?:\r\n" + _LINE + rb")*")
 
 # The headers a lane reads (the endpoint reads these for a POST); each at most once.
 _READ = frozenset(
@@ -159,7 +160,7 @@ def enter(
 
 
 class _Post:
-    """One ``POST`` a lane may answer: what the endpoint reads of it."""
+    """One ``POST`` a lane may answer: what the endpoint reads of it (never changed once read)."""
 
     __slots__ = ("connection", "cookie", "encoding", "forwarded", "host", "origin", "site", "tab")
 
@@ -192,16 +193,40 @@ def read_post(
     if end < 0:
         return None
     head = bytes(buffer[len(request_line) : end])
-    lines = head.count(b"\n")
-    if _UNUSUAL.search(head) or head.count(b"\r") != lines or lines + 1 >= headers_max:
-        return None  # not plain ASCII, a bare CR or LF, or many headers: aiohttp decides
+    known = _HEADS.get(head)  # a keep-alive client sends the same head again and again
+    if known is None:
+        known = _read_head(head)
+        if known is None:
+            return None
+        if len(head) <= _HEAD_MEMO_LENGTH:
+            if len(_HEADS) >= _HEAD_MEMO_SIZE:
+                _HEADS.clear()  # many heads: not worth keeping
+            _HEADS[head] = known
+    post, length, lines = known
+    if lines >= headers_max:
+        return None
+    start = end + 4
+    if len(buffer) < start + length:
+        return None
+    return post, start, start + length
+
+
+#: What :func:`_read_head` made of a head (short ones only), so that each is read once.
+_HEADS: dict[bytes, tuple[_Post, int, int]] = {}
+_HEAD_MEMO_SIZE = 1024
+_HEAD_MEMO_LENGTH = 2048
+
+
+def _read_head(head: bytes) -> tuple[_Post, int, int] | None:
+    """What the lane reads of a ``POST``'s headers, its body's length, and its line count."""
+    if not _HEADERS.fullmatch(head):
+        return None
+    lines = head.split(b"\r\n")
     post = _Post()
     seen: set[bytes] = set()
     length = -1
-    for line in head.split(b"\r\n") if head else ():
-        name, colon, raw = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name):
-            return None  # also a folded line (it starts with a space or a tab)
+    for line in lines:
+        name, _, raw = line.partition(b":")
         name = name.lower()
         if name not in _READ:
             continue
@@ -233,10 +258,7 @@ def read_post(
             return None  # Transfer-Encoding, Expect, Upgrade
     if length < 0:
         return None
-    start = end + 4
-    if len(buffer) < start + length:
-        return None
-    return post, start, start + length
+    return post, length, len(lines)
 
 
 class PostLane(asyncio.Protocol):
