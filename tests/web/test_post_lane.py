@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
-from aiohttp import web
+from aiohttp import http_parser, web
 
 from bullet_py import Connection, Handler
 from bullet_py.core.ratelimit import RateLimiter
@@ -25,6 +25,7 @@ from bullet_py.web.postlane import (
     _HEAD_MEMO_LENGTH,
     _HEAD_MEMO_SIZE,
     _HEADS,
+    _ONCE,
     _PENDING_MAX,
     read_post,
 )
@@ -33,6 +34,7 @@ from tests.helpers import POLL_HEADERS, make_app, wait_for
 
 _TIMEOUT = 5.0
 _LINE = b"POST /bullet HTTP/1.1\r\n"
+_HOSTED = _LINE + b"Host: a\r\n"
 
 
 class _Quiet(Handler):
@@ -210,6 +212,7 @@ def _lane_cases() -> list[tuple[str, list[bytes]]]:
             [c.post_bytes(b"x").replace(b"Content-Length: 1", b"Content-Length: +1")],
         ),
         ("no length", [_LINE + b"Host: 127.0.0.1\r\nCookie: COOKIE\r\n\r\n"]),
+        ("no host", [_LINE + b"Cookie: COOKIE\r\nContent-Length: 1\r\n\r\nx"]),
         ("non-ASCII header", [c.post_bytes(b"x", extra="X-A: \xe9\r\n")]),
         ("a bare LF", [c.post_bytes(b"x", extra="X-A: 1\nX-B: 2\r\n")]),
         ("forwarded", [c.post_bytes(b"x", extra="X-Forwarded-Host: evil.test\r\n")]),
@@ -466,26 +469,38 @@ def test_read_post_reads_what_the_endpoint_reads() -> None:
     "request_bytes",
     [
         b"POST /other HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
-        _LINE + b"Content-Length: 5\r\n\r\nhi",  # the body has not all come
-        _LINE + b"Content-Length: 2\r\n",  # nor the head
-        _LINE + b"Content-Length: 0x2\r\n\r\nhi",
-        _LINE + b"Content-Length : 2\r\n\r\nhi",
+        _LINE + b"Host: a\r\nContent-Length: 5\r\n\r\nhi",  # the body has not all come
+        _LINE + b"Content-Length: 2\r\n\r\nhi",  # no Host: aiohttp refuses it
+        _HOSTED + b"Content-Length: 2\r\n",  # nor the head
+        _HOSTED + b"Content-Length: 0x2\r\n\r\nhi",
+        _HOSTED + b"Content-Length : 2\r\n\r\nhi",
         _LINE + b"Host: a\r\nHost: b\r\nContent-Length: 2\r\n\r\nhi",
-        _LINE + b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\nhi",
-        _LINE + b"X: \x00\r\nContent-Length: 2\r\n\r\nhi",
-        _LINE + b"X: a\rb\r\nContent-Length: 2\r\n\r\nhi",
-        _LINE + b"X-Long: " + b"a" * 9000 + b"\r\nContent-Length: 2\r\n\r\nhi",
-        _LINE + b"X: 1\r\n" * 127 + b"Content-Length: 2\r\n\r\nhi",
+        _HOSTED + b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\nhi",
+        _HOSTED + b"X: \x00\r\nContent-Length: 2\r\n\r\nhi",
+        _HOSTED + b"X: a\rb\r\nContent-Length: 2\r\n\r\nhi",
+        _HOSTED + b"X-Long: " + b"a" * 9000 + b"\r\nContent-Length: 2\r\n\r\nhi",
+        _HOSTED + b"X: 1\r\n" * 127 + b"Content-Length: 2\r\n\r\nhi",
     ],
 )
 def test_read_post_leaves_anything_else_to_aiohttp(request_bytes: bytes) -> None:
     assert read_post(request_bytes, _LINE) is None
 
 
+def test_headers_aiohttp_refuses_twice_are_aiohttps_when_repeated() -> None:
+    singletons = {name.lower().encode() for name in http_parser.SINGLETON_HEADERS}
+    assert singletons and singletons <= _ONCE
+    for name in sorted(singletons - {b"content-length", b"host", b"transfer-encoding"}):
+        once = _HOSTED + name + b": a\r\nContent-Length: 2\r\n\r\nhi"
+        twice = _HOSTED + name + b": a\r\n" + name + b": b\r\nContent-Length: 2\r\n\r\nhi"
+        assert read_post(once, _LINE) is not None
+        assert read_post(twice, _LINE) is None
+
+
 def test_read_post_takes_the_lower_limits() -> None:
-    request = _LINE + b"X: 1\r\n" * 10 + b"Content-Length: 2\r\n\r\nhi"
+    request = _HOSTED + b"X: 1\r\n" * 10 + b"Content-Length: 2\r\n\r\nhi"
     assert read_post(request, _LINE) is not None
-    assert read_post(request, _LINE, headers_max=11) is None
+    assert read_post(request, _LINE, headers_max=13) is not None  # 12 header lines
+    assert read_post(request, _LINE, headers_max=12) is None
     head = len(request) - len(b"\r\n\r\nhi")  # request line and headers
     assert read_post(request, _LINE, head_max=head) is not None
     assert read_post(request, _LINE, head_max=head - 1) is None
@@ -493,9 +508,11 @@ def test_read_post_takes_the_lower_limits() -> None:
 
 def test_heads_read_are_remembered_within_a_bound() -> None:
     for i in range(_HEAD_MEMO_SIZE + 10):
-        request = _LINE + b"X-Count: %d\r\nContent-Length: 2\r\n\r\nhi" % i
+        request = _HOSTED + b"X-Count: %d\r\nContent-Length: 2\r\n\r\nhi" % i
         assert read_post(request, _LINE) is not None
         assert len(_HEADS) <= _HEAD_MEMO_SIZE
-    long_head = _LINE + b"X-Long: " + b"a" * _HEAD_MEMO_LENGTH + b"\r\nContent-Length: 2\r\n\r\nhi"
+    long_head = (
+        _HOSTED + b"X-Long: " + b"a" * _HEAD_MEMO_LENGTH + b"\r\nContent-Length: 2\r\n\r\nhi"
+    )
     assert read_post(long_head, _LINE) is not None
     assert not any(len(head) > _HEAD_MEMO_LENGTH for head in _HEADS)
