@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -141,3 +142,57 @@ class EventStreamReader:
             if not chunk:
                 return None
             self.buffer += chunk.decode("utf-8")
+
+
+#: How long a raw client waits for each part of an answer.
+RAW_TIMEOUT = 5.0
+
+
+class RawHttpClient:
+    """One keep-alive HTTP/1.1 connection on bare streams, as the original client's XHRs.
+
+    It sends the session cookie it holds and keeps the one an answer sets, so
+    tests can see exactly which bytes each answer is.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.cookie = ""
+
+    @classmethod
+    async def open(cls, port: int, cookie: str = "") -> Self:
+        client = cls(*await asyncio.open_connection("127.0.0.1", port))
+        client.cookie = cookie
+        return client
+
+    def poll_bytes(self) -> bytes:
+        """The original client's poll (with the cookie, once there is one)."""
+        headers = "".join(f"{name}: {value}\r\n" for name, value in POLL_HEADERS.items())
+        cookie = f"Cookie: {self.cookie}\r\n" if self.cookie else ""
+        return f"GET /bullet HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}{cookie}\r\n".encode()
+
+    async def answer(self) -> tuple[bytes, bytes]:
+        """The next answer's head and body (by its Content-Length)."""
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), RAW_TIMEOUT)
+        found = re.search(rb"Content-Length: (\d+)", head)
+        size = int(found.group(1)) if found else 0
+        body = await asyncio.wait_for(self.reader.readexactly(size), RAW_TIMEOUT)
+        cookie = re.search(rb"Set-Cookie: ([^;]+);", head)
+        if cookie:
+            self.cookie = cookie.group(1).decode()
+        return head, body
+
+    async def start_session(self) -> None:
+        """A first poll: answered 204 at once, with the session's cookie."""
+        self.writer.write(self.poll_bytes())
+        head, _ = await self.answer()
+        assert head.startswith(b"HTTP/1.1 204 ") and self.cookie
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def without_date(head: bytes) -> bytes:
+    """An answer's head with its Date (which changes each second) blanked."""
+    return re.sub(rb"Date: [^\r]+", b"Date: -", head)

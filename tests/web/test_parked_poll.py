@@ -17,46 +17,16 @@ from aiohttp.test_utils import TestServer
 from bullet_py import Connection
 from bullet_py.core.text import xhr_body
 from bullet_py.web.endpoint import BulletEndpoint
-from tests.helpers import POLL_HEADERS, make_app, wait_for
+from tests.helpers import RAW_TIMEOUT, RawHttpClient, make_app, wait_for, without_date
 
-_TIMEOUT = 5.0
+_TIMEOUT = RAW_TIMEOUT
 
 
-class _Client:
+class _Client(RawHttpClient):
     """One keep-alive connection speaking just enough HTTP/1.1 for polls."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.cookie = ""
-
-    @classmethod
-    async def open(cls, port: int) -> _Client:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
-
-    def request(self) -> bytes:
-        headers = "".join(f"{name}: {value}\r\n" for name, value in POLL_HEADERS.items())
-        cookie = f"Cookie: {self.cookie}\r\n" if self.cookie else ""
-        return f"GET /bullet HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}{cookie}\r\n".encode()
-
     def send_poll(self) -> None:
-        self.writer.write(self.request())
-
-    async def answer(self) -> tuple[bytes, bytes]:
-        """The next answer's head and body (by its Content-Length)."""
-        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), _TIMEOUT)
-        found = re.search(rb"Content-Length: (\d+)", head)
-        size = int(found.group(1)) if found else 0
-        body = await asyncio.wait_for(self.reader.readexactly(size), _TIMEOUT)
-        cookie = re.search(rb"Set-Cookie: ([^;]+);", head)
-        if cookie:
-            self.cookie = cookie.group(1).decode()
-        return head, body
-
-    async def start_session(self) -> None:
-        self.send_poll()
-        head, _ = await self.answer()
-        assert head.startswith(b"HTTP/1.1 204 ") and self.cookie
+        self.writer.write(self.poll_bytes())
 
     @classmethod
     async def with_parked_poll(
@@ -73,13 +43,6 @@ class _Client:
             raise
         (conn,) = list(endpoint.registry)
         return client, conn
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def _without_date(head: bytes) -> bytes:
-    return re.sub(rb"Date: [^\r]+", b"Date: -", head)
 
 
 async def test_a_parked_poll_leaves_aiohttp_and_its_answer_is_aiohttps_bytes(aiohttp_server):
@@ -105,7 +68,7 @@ async def test_a_parked_poll_leaves_aiohttp_and_its_answer_is_aiohttps_bytes(aio
             ref_head = await asyncio.wait_for(ref_reader.readuntil(b"\r\n\r\n"), _TIMEOUT)
         finally:
             ref_writer.close()
-        assert _without_date(head) == _without_date(ref_head)
+        assert without_date(head) == without_date(ref_head)
 
         # The same connection, handed back to aiohttp, serves the next poll.
         client.send_poll()

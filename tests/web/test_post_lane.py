@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -30,9 +29,9 @@ from bullet_py.web.postlane import (
     read_post,
 )
 from tests.deploy.servers import make_certificate
-from tests.helpers import POLL_HEADERS, make_app, wait_for
+from tests.helpers import RAW_TIMEOUT, RawHttpClient, make_app, wait_for, without_date
 
-_TIMEOUT = 5.0
+_TIMEOUT = RAW_TIMEOUT
 _LINE = b"POST /bullet HTTP/1.1\r\n"
 _HOSTED = _LINE + b"Host: a\r\n"
 
@@ -66,19 +65,8 @@ class _Counting(Recorder):
         self.counted.append(("out", transport))
 
 
-class _Client:
-    """One keep-alive connection speaking raw HTTP/1.1."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.cookie = ""
-
-    @classmethod
-    async def open(cls, port: int, cookie: str = "") -> _Client:
-        client = cls(*await asyncio.open_connection("127.0.0.1", port))
-        client.cookie = cookie
-        return client
+class _Client(RawHttpClient):
+    """One keep-alive connection speaking raw HTTP/1.1: polls and POSTs."""
 
     def post_bytes(self, body: bytes, *, extra: str = "", line: bytes = _LINE) -> bytes:
         cookie = f"Cookie: {self.cookie}\r\n" if self.cookie else ""
@@ -91,22 +79,8 @@ class _Client:
     def post(self, body: bytes, **kwargs: str) -> None:
         self.writer.write(self.post_bytes(body, **kwargs))
 
-    async def answer(self) -> tuple[bytes, bytes]:
-        """The next answer's head and body (by its Content-Length)."""
-        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), _TIMEOUT)
-        found = re.search(rb"Content-Length: (\d+)", head)
-        size = int(found.group(1)) if found else 0
-        body = await asyncio.wait_for(self.reader.readexactly(size), _TIMEOUT)
-        cookie = re.search(rb"Set-Cookie: ([^;]+);", head)
-        if cookie:
-            self.cookie = cookie.group(1).decode()
-        return head, body
-
     async def start_session(self) -> None:
-        headers = "".join(f"{name}: {value}\r\n" for name, value in POLL_HEADERS.items())
-        self.writer.write(f"GET /bullet HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
-        head, _ = await self.answer()
-        assert head.startswith(b"HTTP/1.1 204 ") and self.cookie
+        await super().start_session()
         self.post(b"hello")  # a live session now, and the connection's first direct answer
         head, body = await self.answer()
         assert head.startswith(b"HTTP/1.1 200 ") and body == b"hello"
@@ -117,13 +91,6 @@ class _Client:
             return await asyncio.wait_for(self.reader.read(1), _TIMEOUT) == b""
         except ConnectionResetError:
             return True
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def _without_date(head: bytes) -> bytes:
-    return re.sub(rb"Date: [^\r]+", b"Date: -", head)
 
 
 async def _on_lane(server, endpoint: BulletEndpoint) -> _Client:  # type: ignore[no-untyped-def]
@@ -166,7 +133,7 @@ async def test_the_lane_answers_with_aiohttps_bytes(lane_server):  # type: ignor
                 ref_head, ref_body = await reference.answer()
             finally:
                 reference.close()
-            assert _without_date(lane_head) == _without_date(ref_head)
+            assert without_date(lane_head) == without_date(ref_head)
             assert lane_body == ref_body
             assert on_lane == counted and on_lane  # the same metrics, too
             counted.clear()
@@ -238,7 +205,7 @@ async def _exchange(
     answers = []
     while True:
         head, body = await client.answer()
-        answers.append((_without_date(head), body))
+        answers.append((without_date(head), body))
         if not head.startswith(b"HTTP/1.1 1"):  # after 100 Continue, the answer
             break
     try:
