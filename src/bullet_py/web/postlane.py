@@ -166,9 +166,7 @@ def enter(
     release(inner, transport)
     endpoint.post_lanes.add(lane)
     transport.write(answer)
-    if transport.is_closing():
-        lane.connection_lost(None)
-    else:
+    if not transport.is_closing():  # else the transport tells the lane it is lost
         lane.start()
     return DETACHED
 
